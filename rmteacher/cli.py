@@ -1,0 +1,67 @@
+"""The `rmteacher` command line: parses into a command's options dataclass and calls that command's function.
+
+Run ``rmteacher --help``. Each subcommand's options live in one dataclass beside the code that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rmteacher import __version__
+from rmteacher.commands.correlate import CorrelateConfig, run_correlate
+from rmteacher.commands.metrics import MetricsConfig, run_metrics
+from rmteacher.options import OptionsError, add_options, parse_options
+
+# (name, one-line help, options dataclass, function returning the text to print)
+Command = tuple[str, str, type, Callable[[Any], str]]
+
+COMMANDS: list[Command] = [
+    (
+        "metrics",
+        "reward variance and accuracy of reward models on a table of rewards",
+        MetricsConfig,
+        run_metrics,
+    ),
+    (
+        "correlate",
+        "the paper's Table 2: correlate reward-model properties with reward increase",
+        CorrelateConfig,
+        run_correlate,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rmteacher",
+        description="Will this reward model be a good teacher for my policy? (Razin et al., 2025)",
+    )
+    parser.add_argument("--version", action="version", version=f"rmteacher {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text, options, _ in COMMANDS:
+        sub = subparsers.add_parser(name, help=help_text, description=options.__doc__)
+        add_options(sub, options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    namespace = parser.parse_args(argv)
+    for name, _, options, run in COMMANDS:
+        if name != namespace.command:
+            continue
+        try:
+            text = run(parse_options(options, namespace))
+        except (OptionsError, ValueError, FileNotFoundError) as error:
+            print(f"rmteacher {name}: error: {error}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
+    raise AssertionError(f"unhandled command {namespace.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `rmteacher` subcommand: its options dataclass and the function that runs it."""

@@ -117,7 +117,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(
                 _flag(f.name),
                 action="append",
-                default=_UNSET,
+                default=None,
                 type=_converter(item),
                 help=help_text + " [repeatable]",
             )
@@ -184,7 +184,7 @@ def parse_options(cls: type[T], namespace: argparse.Namespace) -> T:
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     for f in fields:
         given = getattr(namespace, f.name, _UNSET)
-        if given is not _UNSET and given != []:
+        if given is not _UNSET and given is not None and given != []:
             values[f.name] = given
     missing = [
         f.name

@@ -123,28 +123,26 @@ def reward_matrix(frame: pd.DataFrame, column: str, *, where: str = "table") -> 
             samples (ragged groups), or a non-numeric/NaN/infinite reward (naming prompt and sample).
     """
     require_columns(frame, [PROMPT_ID, SAMPLE_ID, column], where=where)
-    duplicated = frame.duplicated([PROMPT_ID, SAMPLE_ID], keep=False)
+    duplicated = frame.duplicated([PROMPT_ID, SAMPLE_ID], keep=False).to_numpy()
     if duplicated.any():
-        row = frame[duplicated].iloc[0]
         raise TableError(
-            f"{where}: duplicate rows for prompt_id={row[PROMPT_ID]!r}, sample_id={row[SAMPLE_ID]!r}; "
+            f"{where}: duplicate rows for {_sample_name(frame, int(np.argmax(duplicated)))}; "
             "each (prompt_id, sample_id) must appear once"
         )
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
     if bad.any():
-        row = frame[bad].iloc[0]
+        first = int(np.argmax(bad))
         raise TableError(
-            f"{where}: column {column!r} has a non-finite or non-numeric value {row[column]!r} at "
-            f"prompt_id={row[PROMPT_ID]!r}, sample_id={row[SAMPLE_ID]!r}"
+            f"{where}: column {column!r} has a non-finite or non-numeric value {_plain(frame[column].iloc[first])!r} "
+            f"at {_sample_name(frame, first)}"
         )
     counts = frame.groupby(PROMPT_ID, sort=False).size()
     if counts.nunique() != 1:
-        small, large = int(np.argmin(counts.to_numpy())), int(np.argmax(counts.to_numpy()))
+        small, large = (_plain(counts.index[i]) for i in (int(np.argmin(counts)), int(np.argmax(counts))))
         raise TableError(
-            f"{where}: prompts have different numbers of samples (ragged groups): prompt_id={counts.index[small]!r} "
-            f"has {counts.iloc[small]}, prompt_id={counts.index[large]!r} has {counts.iloc[large]}; every prompt "
-            "needs the same number"
+            f"{where}: prompts have different numbers of samples (ragged groups): prompt_id={small!r} has "
+            f"{counts.min()}, prompt_id={large!r} has {counts.max()}; every prompt needs the same number"
         )
     ordered = frame.assign(_value=values.to_numpy(dtype=np.float64))
     ordered = ordered.assign(_order=pd.Categorical(ordered[PROMPT_ID], categories=counts.index, ordered=True))
@@ -155,6 +153,16 @@ def reward_matrix(frame: pd.DataFrame, column: str, *, where: str = "table") -> 
         sample_ids=ordered[SAMPLE_ID].to_numpy().reshape(num_prompts, num_samples),
         values=ordered["_value"].to_numpy().reshape(num_prompts, num_samples),
     )
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars as Python ones, so messages read ``0``, not ``np.int64(0)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sample_name(frame: pd.DataFrame, position: int) -> str:
+    prompt, sample = _plain(frame[PROMPT_ID].iloc[position]), _plain(frame[SAMPLE_ID].iloc[position])
+    return f"prompt_id={prompt!r}, sample_id={sample!r}"
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

@@ -1,0 +1,299 @@
+"""rmteacher.metrics: hand-computed values, properties, two implementations agreeing, and every error path."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from rmteacher.metrics import (
+    NormalizationStats,
+    accuracy,
+    as_reward_matrix,
+    best_of_n,
+    bootstrap_ci,
+    fit_normalization,
+    normalize,
+    off_policy_accuracy,
+    perfectly_accurate_low_variance,
+    reward_variance,
+    scale_prompts,
+    select_prompts,
+)
+
+finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
+
+
+def reward_arrays(min_samples: int = 2, elements: st.SearchStrategy[float] = finite) -> st.SearchStrategy[np.ndarray]:
+    shapes = st.tuples(st.integers(1, 5), st.integers(min_samples, 6))
+    return shapes.flatmap(lambda shape: arrays(np.float64, shape, elements=elements))
+
+
+# Quarter-integers in [-5, 5]: many ties, and monotone maps keep distinct values distinct in floating point.
+on_grid = st.integers(-20, 20).map(lambda i: i / 4)
+
+
+# ------------------------------------------------------------------------------------------- hand-computed values
+
+
+def test_reward_variance_by_hand() -> None:
+    # Prompt 0: rewards 0, 2 -> mean 1, population variance 1. Prompt 1: 1, 1, 4 -> mean 2, var (1+1+4)/3 = 2.
+    rewards = [[0.0, 2.0, 1.0], [1.0, 1.0, 4.0]]
+    np.testing.assert_allclose(reward_variance(rewards), [2 / 3, 2.0])
+    np.testing.assert_allclose(reward_variance(rewards, unbiased=True), [1.0, 3.0])
+
+
+def test_reward_variance_exact_under_probs_by_hand() -> None:
+    # p = (1/2, 1/4, 1/4), r = (1, -1, 3): mean = 0.5 - 0.25 + 0.75 = 1; var = 0.5*0 + 0.25*4 + 0.25*4 = 2.
+    np.testing.assert_allclose(reward_variance([[1.0, -1.0, 3.0]], probs=[[0.5, 0.25, 0.25]]), [2.0])
+
+
+def test_accuracy_by_hand_with_tie_rule() -> None:
+    truth = [[0.0, 1.0, 1.0, 2.0]]
+    # Pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). Proxy orders (0,1),(0,2),(0,3),(1,3) right; (2,3) wrong;
+    # (1,2) ties under the truth but not under the proxy: an error. 4 / 6 correct.
+    proxy = [[0.0, 1.0, 2.0, 1.5]]
+    np.testing.assert_allclose(accuracy(proxy, truth), [4 / 6])
+    # Both tie on (1,2): correct. Now (2,3) 1 vs 2 and proxy 1 vs 3: correct -> 6/6.
+    np.testing.assert_allclose(accuracy([[0.0, 1.0, 1.0, 3.0]], truth), [1.0])
+    # A tie only under the proxy is an error too.
+    np.testing.assert_allclose(accuracy([[0.0, 0.0]], [[0.0, 1.0]]), [0.0])
+
+
+def test_accuracy_with_pairs_and_weights_by_hand() -> None:
+    proxy = [[0.0, 1.0, 2.0]]
+    truth = [[0.0, 2.0, 1.0]]  # (0,1) right, (0,2) right, (1,2) wrong
+    np.testing.assert_allclose(accuracy(proxy, truth, pairs=[[1, 2]]), [0.0])
+    np.testing.assert_allclose(accuracy(proxy, truth, pairs=[[0, 1], [1, 2]], weights=[3.0, 1.0]), [0.75])
+    per_prompt_pairs = np.array([[[0, 1]], [[1, 2]]])
+    np.testing.assert_allclose(accuracy(proxy * 2, truth * 2, pairs=per_prompt_pairs), [1.0, 0.0])
+
+
+def test_off_policy_accuracy_by_hand() -> None:
+    result = off_policy_accuracy([1.0, 0.0, 2.0, 1.0], [0.0, 1.0, 2.0, 1.0], [1.0, 1.0, 5.0, 2.0], [0.0, 0.0, 5.0, 1.0])
+    np.testing.assert_array_equal(result, [1.0, 0.0, 1.0, 0.0])  # right, wrong, both tie, proxy-only tie
+
+
+def test_normalization_by_hand() -> None:
+    rewards = np.array([[1.0, 3.0], [5.0, 7.0]])  # mean 4, unbiased var (9+1+1+9)/3 = 20/3
+    stats = fit_normalization(rewards, eps=0.0)
+    assert stats.mean == pytest.approx(4.0)
+    assert stats.std == pytest.approx(np.sqrt(20 / 3))
+    assert (stats.num_prompts, stats.num_samples) == (2, 2)
+    np.testing.assert_allclose(normalize(rewards, stats).mean(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(normalize(rewards, stats).std(ddof=1), 1.0)
+    # Per-prompt-std variant: mean per-prompt unbiased variance = (2 + 2) / 2 = 2.
+    per_prompt = fit_normalization(rewards, method="per_prompt_std", eps=0.0)
+    assert per_prompt.std == pytest.approx(np.sqrt(2.0))
+    np.testing.assert_allclose(reward_variance(normalize(rewards, per_prompt), unbiased=True).mean(), 1.0)
+
+
+def test_select_prompts_matches_authors_code() -> None:
+    # The authors' code: np.random.RandomState(8122).permutation(len(S))[: int(len(S) * frac)].
+    expected = np.sort(np.random.RandomState(8122).permutation(8284)[:4142])
+    np.testing.assert_array_equal(select_prompts(8284, 0.5), expected)
+    assert len(select_prompts(10, 0.0)) == 0
+    assert len(select_prompts(10, 1.0)) == 10
+
+
+def test_perfectly_accurate_low_variance_construction() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-1, 1, size=(20, 8))
+    scaled, chosen = perfectly_accurate_low_variance(truth, fraction=0.5, factor=1e-3, seed=3)
+    assert len(chosen) == 10
+    np.testing.assert_array_equal(accuracy(scaled, truth), np.ones(20))
+    ratio = reward_variance(scaled) / reward_variance(truth)
+    np.testing.assert_allclose(ratio[chosen], 1e-6)
+    untouched = np.setdiff1d(np.arange(20), chosen)
+    np.testing.assert_allclose(ratio[untouched], 1.0)
+
+
+def test_best_of_n_by_hand() -> None:
+    # K = 2 samples with proxy order (a < b) and truths (ta, tb). Drawing N = 2 with replacement from the two:
+    # best is b unless both draws are a (prob 1/4): E = 3/4 tb + 1/4 ta.
+    np.testing.assert_allclose(best_of_n([[0.0, 1.0]], [[10.0, 2.0]], 2), [0.25 * 10 + 0.75 * 2])
+    # N = 1 is the policy's mean.
+    np.testing.assert_allclose(best_of_n([[3.0, 1.0, 2.0]], [[1.0, 2.0, 6.0]], 1), [3.0])
+    # A constant proxy picks uniformly: the mean of the truth, for any N.
+    np.testing.assert_allclose(best_of_n([[0.0, 0.0, 0.0]], [[1.0, 2.0, 6.0]], 5), [3.0])
+
+
+# ------------------------------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=50, deadline=None)
+@given(reward_arrays(), st.floats(-5, 5), st.floats(0.1, 5))
+def test_variance_shift_invariant_and_scales_quadratically(r: np.ndarray, shift: float, c: float) -> None:
+    base = reward_variance(r)
+    np.testing.assert_allclose(reward_variance(r + shift), base, atol=1e-9 * (1 + abs(shift)) ** 2 * 100)
+    np.testing.assert_allclose(reward_variance(c * r), c**2 * base, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=50, deadline=None)
+@given(reward_arrays())
+def test_unbiased_is_population_times_k_over_k_minus_1(r: np.ndarray) -> None:
+    k = r.shape[1]
+    np.testing.assert_allclose(reward_variance(r, unbiased=True), reward_variance(r) * k / (k - 1), rtol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(reward_arrays(elements=on_grid), reward_arrays(elements=on_grid))
+def test_accuracy_invariant_under_strictly_increasing_transforms(proxy: np.ndarray, truth: np.ndarray) -> None:
+    truth = np.resize(truth, proxy.shape)
+    base = accuracy(proxy, truth)
+    np.testing.assert_array_equal(accuracy(np.tanh(proxy / 3) * 2 + 7, truth), base)
+    np.testing.assert_array_equal(accuracy(proxy, np.exp(truth / 4)), base)
+
+
+@settings(max_examples=50, deadline=None)
+@given(reward_arrays(elements=on_grid))
+def test_reward_model_ordered_like_truth_has_accuracy_one(truth: np.ndarray) -> None:
+    np.testing.assert_array_equal(accuracy(3 * truth**3 + 1, truth), np.ones(truth.shape[0]))
+
+
+def test_exact_variance_equals_large_sample_estimate() -> None:
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(5), size=3)  # [3 prompts, 5 outputs]
+    values = rng.uniform(-1, 1, size=(3, 5))
+    exact = reward_variance(values, probs=probs)
+    samples = np.stack([values[p, rng.choice(5, size=200_000, p=probs[p])] for p in range(3)])
+    np.testing.assert_allclose(reward_variance(samples), exact, rtol=0.02)
+
+
+def test_accuracy_matches_plain_loop() -> None:
+    rng = np.random.default_rng(2)
+    proxy = rng.integers(0, 3, size=(4, 6)).astype(float)  # many ties on purpose
+    truth = rng.integers(0, 3, size=(4, 6)).astype(float)
+    expected = [
+        np.mean(
+            [
+                np.sign(proxy[p, i] - proxy[p, j]) == np.sign(truth[p, i] - truth[p, j])
+                for i, j in itertools.combinations(range(6), 2)
+            ]
+        )
+        for p in range(4)
+    ]
+    np.testing.assert_allclose(accuracy(proxy, truth), expected)
+
+
+def test_best_of_n_matches_monte_carlo_and_proposition_1() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(-1, 1, size=(2, 6))
+    proxy = np.round(truth + rng.normal(scale=0.5, size=truth.shape), 1)
+    n = 4
+    draws = rng.integers(0, 6, size=(200_000, n))
+    for p in range(2):
+        chosen = draws[np.arange(len(draws)), np.argmax(proxy[p][draws], axis=1)]
+        # argmax takes the first of tied draws, which is uniform within a tie group by symmetry.
+        assert best_of_n(proxy[p : p + 1], truth[p : p + 1], n)[0] == pytest.approx(truth[p][chosen].mean(), abs=0.01)
+    # Proposition 1: ordering like the truth is optimal; E[max_i r_G(y_i)] is the value.
+    perfect = best_of_n(truth, truth, n)
+    for p in range(2):
+        assert perfect[p] == pytest.approx(truth[p][draws].max(axis=1).mean(), abs=0.01)
+    assert np.all(perfect >= best_of_n(proxy, truth, n) - 1e-12)
+
+
+def test_torch_tensors_accepted() -> None:
+    rewards = torch.tensor([[0.0, 2.0], [1.0, 3.0]], requires_grad=True)
+    np.testing.assert_allclose(reward_variance(rewards), [1.0, 1.0])
+    np.testing.assert_allclose(accuracy(rewards, rewards.detach() * 2), [1.0, 1.0])
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_is_seeded() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=200)
+    ci = bootstrap_ci(np.mean, values, num_resamples=500, seed=1)
+    assert ci.low < ci.estimate < ci.high
+    assert ci.high - ci.low == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
+    assert bootstrap_ci(np.mean, values, num_resamples=500, seed=1) == ci
+    # Two arrays resampled with the same prompt indices.
+    proxy = rng.normal(size=(50, 4))
+    paired = bootstrap_ci(lambda p, t: accuracy(p, t).mean(), proxy, proxy * 2, num_resamples=100)
+    assert (paired.low, paired.estimate, paired.high) == (1.0, 1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+def test_too_few_samples_error() -> None:
+    with pytest.raises(ValueError, match=r"rewards has 1 sample\(s\) per prompt .* at least 2"):
+        reward_variance([[1.0], [2.0]])
+    with pytest.raises(ValueError, match="at least 2 samples per prompt"):
+        accuracy([[1.0]], [[1.0]])
+
+
+def test_non_finite_error_names_prompt_and_sample() -> None:
+    with pytest.raises(ValueError, match="non-finite value nan at prompt 1, sample 2"):
+        reward_variance([[0.0, 1.0, 2.0], [0.0, 1.0, np.nan]])
+    with pytest.raises(ValueError, match="truth has a non-finite value inf at prompt 0, sample 0"):
+        accuracy([[0.0, 1.0]], [[np.inf, 1.0]])
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"ragged input"):
+        reward_variance([[0.0, 1.0], [1.0]])
+    with pytest.raises(ValueError, match=r"shape \[num_prompts, num_samples\]; got shape \(3,\)"):
+        reward_variance([0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"proxy has shape \(1, 2\) but truth has shape \(1, 3\)"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="is empty"):
+        reward_variance(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"rewards has shape \(1, 2\) but probs has shape \(1, 3\)"):
+        reward_variance([[0.0, 1.0]], probs=[[0.5, 0.25, 0.25]])
+    with pytest.raises(ValueError, match="same shape"):
+        off_policy_accuracy([1.0], [0.0, 1.0], [1.0], [0.0])
+
+
+def test_probs_errors() -> None:
+    with pytest.raises(ValueError, match=r"prompt 0 sums to 0\.9"):
+        reward_variance([[0.0, 1.0]], probs=[[0.5, 0.4]])
+    with pytest.raises(ValueError, match=r"non-negative; got -0\.5 at prompt 0, output 1"):
+        reward_variance([[0.0, 1.0]], probs=[[1.5, -0.5]])
+    with pytest.raises(ValueError, match="unbiased=True applies to sampled rewards only"):
+        reward_variance([[0.0, 1.0]], probs=[[0.5, 0.5]], unbiased=True)
+
+
+def test_pairs_and_weights_errors() -> None:
+    with pytest.raises(ValueError, match=r"pairs index samples in \[0, 2\); got values from 0 to 5"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0]], pairs=[[0, 5]])
+    with pytest.raises(ValueError, match="pairs must have shape"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0]], pairs=[0, 1])
+    with pytest.raises(ValueError, match="pairs is empty"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0]], pairs=np.zeros((0, 2), dtype=int))
+    with pytest.raises(ValueError, match="weights must be finite and non-negative"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0]], pairs=[[0, 1]], weights=[-1.0])
+    with pytest.raises(ValueError, match="weights of prompt 0 sum to 0"):
+        accuracy([[0.0, 1.0]], [[0.0, 1.0]], pairs=[[0, 1]], weights=[0.0])
+
+
+def test_scale_and_normalization_errors() -> None:
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]; got 1.5"):
+        select_prompts(10, 1.5)
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]; got -0.1"):
+        perfectly_accurate_low_variance(np.ones((4, 2)), fraction=-0.1)
+    with pytest.raises(ValueError, match="factor must be > 0"):
+        perfectly_accurate_low_variance(np.ones((4, 2)), factor=0.0)
+    with pytest.raises(ValueError, match=r"prompt_indices must lie in \[0, 2\)"):
+        scale_prompts(np.ones((2, 2)), [3], 0.5)
+    with pytest.raises(ValueError, match="method must be 'global' or 'per_prompt_std'; got 'zscore'"):
+        fit_normalization([[0.0, 1.0]], method="zscore")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"stats\.std must be a positive finite number; got 0\.0"):
+        normalize([[0.0, 1.0]], NormalizationStats(mean=0.0, std=0.0))
+    with pytest.raises(ValueError, match="n must be an integer >= 1; got 0"):
+        best_of_n([[0.0, 1.0]], [[0.0, 1.0]], 0)
+
+
+def test_bootstrap_errors() -> None:
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\); got 1.5"):
+        bootstrap_ci(np.mean, np.ones(3), confidence=1.5)
+    with pytest.raises(ValueError, match="array 0 has 3, array 1 has shape"):
+        bootstrap_ci(lambda a, b: 0.0, np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="at least one array"):
+        bootstrap_ci(np.mean)
+
+
+def test_as_reward_matrix_returns_float64() -> None:
+    assert as_reward_matrix([[1, 2]]).dtype == np.float64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,10 +28,13 @@ __all__ = [
     "CORRELATION_ROWS",
     "Correlation",
     "RewardModelSummary",
+    "TeacherRanking",
     "correlation_table",
     "normalized_variance",
+    "rank_teachers",
     "reward_increase",
     "summarize_reward_model",
+    "teacher_score",
 ]
 
 #: Rows of the paper's Table 2, in its order.
@@ -101,6 +105,7 @@ def summarize_reward_model(
     truth: ArrayLike | None = None,
     *,
     unbiased: bool = False,
+    prenormalized: bool = False,
     confidence: float = 0.95,
     num_resamples: int = 1000,
     seed: int = 0,
@@ -114,6 +119,8 @@ def summarize_reward_model(
         proxy: ``[num_prompts, num_samples]`` rewards of the initial policy's samples under the reward model.
         truth: optional ``[num_prompts, num_samples]`` ground-truth rewards of the same samples.
         unbiased: use the ``K - 1`` variance estimator (the authors' code) instead of Definition 2's population one.
+        prenormalized: the rewards are already normalized as training uses them (e.g. the paper's scaled reward
+            model, normalized then scaled); their variance is reported as is instead of normalizing again.
         confidence, num_resamples, seed: passed to :func:`rmteacher.metrics.bootstrap_ci`.
     """
     r = as_reward_matrix(proxy, name="proxy", min_samples=2)
@@ -126,7 +133,9 @@ def summarize_reward_model(
     return RewardModelSummary(
         num_prompts=r.shape[0],
         num_samples=r.shape[1],
-        reward_variance=bootstrap_ci(lambda x: normalized_variance(x, unbiased=unbiased), r, **options),
+        reward_variance=bootstrap_ci(np.mean, raw, **options)
+        if prenormalized
+        else bootstrap_ci(lambda x: normalized_variance(x, unbiased=unbiased), r, **options),
         raw_reward_variance=bootstrap_ci(np.mean, raw, **options),
         on_policy_accuracy=acc,
         normalization=fit_normalization(r),
@@ -212,3 +221,108 @@ def correlation_table(
         row: {name: _correlate(columns[row], values) for name, values in increase_columns.items()}
         for row in CORRELATION_ROWS
     }
+
+
+@dataclass(frozen=True)
+class TeacherRanking:
+    """Reward models ordered from best to worst teacher, with how sure each adjacent step of the order is.
+
+    ``score`` is the ranking criterion per model with its bootstrap CI; ``confidence[i]`` is the share of bootstrap
+    resamples (over prompts) in which ``order[i]`` scored above ``order[i + 1]``; ``separated[i]`` says whether the
+    CI of their score difference excludes zero.
+    """
+
+    criterion: str
+    order: list[str]
+    score: dict[str, ConfidenceInterval]
+    confidence: list[float]
+    separated: list[bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "order": self.order,
+            "score": {name: ci.to_dict() for name, ci in self.score.items()},
+            "adjacent_confidence": self.confidence,
+            "adjacent_separated": self.separated,
+        }
+
+
+def teacher_score(
+    variance: float, on_policy_accuracy: float | None, off_policy_accuracy: float | None
+) -> tuple[float, str]:
+    """The paper's combination of reward variance and accuracy, with what it was computed from.
+
+    ``(variance + (on + off) / 2) / 2`` (Table 2's "Reward variance & Acc."); with only one accuracy, the average of
+    the variance and that accuracy (Table 8's variant); with none, the variance alone.
+    """
+    accuracies = [a for a in (on_policy_accuracy, off_policy_accuracy) if a is not None]
+    if not accuracies:
+        return variance, "reward_variance"
+    name = "reward_variance_and_accuracy" if len(accuracies) == 2 else "reward_variance_and_on_policy_accuracy"
+    if off_policy_accuracy is not None and on_policy_accuracy is None:
+        name = "reward_variance_and_off_policy_accuracy"
+    return (variance + float(np.mean(accuracies))) / 2, name
+
+
+def rank_teachers(
+    normalized_rewards: Mapping[str, np.ndarray],
+    truth: np.ndarray | None = None,
+    off_policy_correct: Mapping[str, np.ndarray] | None = None,
+    *,
+    unbiased: bool = False,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> TeacherRanking:
+    """Ranks reward models as teachers for the policy that produced the samples (higher score: better teacher).
+
+    Args:
+        normalized_rewards: per model, ``[num_prompts, num_samples]`` rewards *after* the normalization that training
+            will use (so reward variance is comparable across models).
+        truth: ``[num_prompts, num_samples]`` ground truth of the same samples, for on-policy accuracy.
+        off_policy_correct: per model, ``[num_prompts]`` off-policy correctness of each prompt's preference pair
+            (NaN where a prompt has no pair); resampled together with the prompts.
+        unbiased, confidence, num_resamples, seed: variance estimator and bootstrap settings.
+    """
+    names = list(normalized_rewards)
+    if len(names) < 1:
+        raise ValueError("rank_teachers needs at least one reward model")
+    first = next(iter(normalized_rewards.values()))
+    num_prompts = first.shape[0]
+
+    def scores(rows: np.ndarray) -> tuple[np.ndarray, str]:
+        values, criterion = [], ""
+        for name in names:
+            var = float(reward_variance(normalized_rewards[name][rows], unbiased=unbiased).mean())
+            on = None if truth is None else float(accuracy(normalized_rewards[name][rows], truth[rows]).mean())
+            off = None
+            if off_policy_correct is not None and name in off_policy_correct:
+                picked = off_policy_correct[name][rows]
+                off = float(np.nanmean(picked)) if np.isfinite(picked).any() else None
+            value, criterion = teacher_score(var, on, off)
+            values.append(value)
+        return np.array(values), criterion
+
+    full, criterion = scores(np.arange(num_prompts))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num_prompts, size=(num_resamples, num_prompts))
+    resampled = np.stack([scores(rows)[0] for rows in draws])
+    alpha = (1 - confidence) / 2
+    order_index = np.argsort(-full, kind="stable")
+    ranked = [names[i] for i in order_index]
+    adjacent_confidence, separated = [], []
+    for upper, lower in itertools.pairwise(order_index):
+        difference = resampled[:, upper] - resampled[:, lower]
+        adjacent_confidence.append(float(np.mean(difference > 0)))
+        separated.append(bool(np.quantile(difference, alpha) > 0))
+    score = {
+        names[i]: ConfidenceInterval(
+            float(full[i]),
+            float(np.quantile(resampled[:, i], alpha)),
+            float(np.quantile(resampled[:, i], 1 - alpha)),
+            confidence,
+        )
+        for i in range(len(names))
+    }
+    return TeacherRanking(criterion, ranked, score, adjacent_confidence, separated)

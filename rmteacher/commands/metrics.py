@@ -30,6 +30,11 @@ class MetricsConfig:
         default_factory=list,
         help="reward-model columns to evaluate (default: every numeric column but the ids and the truth)",
     )
+    prenormalized: list[str] = option(
+        default_factory=list,
+        help="columns already normalized as training uses them (e.g. NAME_scaled from `rmteacher evaluate`): "
+        "their variance is not normalized again",
+    )
     unbiased: bool = option(False, help="K-1 variance estimator as the authors' code (default: Definition 2's K)")
     confidence: float = option(0.95, help="level of the bootstrap confidence intervals")
     num_resamples: int = option(1000, help="bootstrap resamples over prompts")
@@ -71,6 +76,7 @@ def run_metrics(config: MetricsConfig) -> str:
             proxy.values,
             None if truth is None else truth.values,
             unbiased=config.unbiased,
+            prenormalized=name in config.prenormalized,
             confidence=config.confidence,
             num_resamples=config.num_resamples,
             seed=config.seed,

@@ -13,6 +13,7 @@ from typing import Any
 from rmteacher import __version__
 from rmteacher.commands.correlate import CorrelateConfig, run_correlate
 from rmteacher.commands.metrics import MetricsConfig, run_metrics
+from rmteacher.commands.theory import TheoryConfig, run_theory
 from rmteacher.options import OptionsError, add_options, parse_options
 
 # (name, one-line help, options dataclass, function returning the text to print)
@@ -31,6 +32,7 @@ COMMANDS: list[Command] = [
         CorrelateConfig,
         run_correlate,
     ),
+    ("theory", "exact gradient-flow experiments reproducing the paper's theorems", TheoryConfig, run_theory),
 ]
 
 

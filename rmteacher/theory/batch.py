@@ -18,7 +18,7 @@ import numpy as np
 from scipy.integrate import RK45
 from scipy.special import softmax
 
-from rmteacher.theory.tabular import STALL_GRADIENT, tabular_gradient
+from rmteacher.theory.tabular import ZERO_GRADIENT, KLCeiling, tabular_gradient
 from rmteacher.theory.validation import (
     check_distribution,
     check_gamma,
@@ -113,7 +113,10 @@ def time_to_gamma_batch(
     theta = ref_log.copy()
     all_idx = np.arange(batch)
     k1 = rhs(theta, all_idx)
-    active = np.max(np.abs(k1), axis=(1, 2)) > STALL_GRADIENT  # zero variance: the policy never moves
+    active = np.max(np.abs(k1), axis=(1, 2)) > ZERO_GRADIENT  # zero variance: the policy never moves
+    ceiling = KLCeiling(ref_log, train, evaluation, lam) if lam > 0 else None
+    if ceiling is not None:
+        active &= ceiling.margin(theta, target) <= 0  # the KL optimum provably stays below the target
     scale0 = atol + rtol * np.abs(theta)
     d0 = np.sqrt(np.mean((k1 / scale0) ** 2, axis=(1, 2)))
     h = np.where(d0 > 0, 0.01 / np.maximum(d0, 1e-300), 1.0)
@@ -139,7 +142,9 @@ def time_to_gamma_batch(
         moving = accept & ~crossed_local
         keep = idx[moving]
         theta[keep], k1[keep], t[keep] = y_new[moving], f7[moving], now[moving] + step[moving]
-        done = (t[keep] >= horizon) | (np.max(np.abs(f7[moving]), axis=(1, 2)) <= STALL_GRADIENT)
+        done = t[keep] >= horizon
+        if ceiling is not None:
+            done |= ceiling.margin(theta[keep], target[keep], keep) > 0
         active[keep[done]] = False
     return t_gamma
 

@@ -382,19 +382,24 @@ def practice_experiment(
     k: int = 2,
     num_runs: int = 16,
     kl_coef: float = 0.0,
+    low_variance_factor: float = 0.01,
+    noise: float = 0.4,
     seed: int = 0,
 ) -> PracticeResult:
     """Gradient flow against discrete exact steps and sampled RLOO (SGD, ``k`` samples per prompt) on one instance.
 
-    The two reward models follow Section 4.1: the ground truth with half the prompts' rewards scaled by 0.05
-    (accuracy 1, low variance; :func:`rmteacher.metrics.perfectly_accurate_low_variance`) and a noisy ground truth
-    (lower accuracy, higher variance).
+    The two reward models follow Section 4.1: the ground truth with half the prompts' rewards scaled by
+    ``low_variance_factor`` (accuracy 1, low variance; :func:`rmteacher.metrics.perfectly_accurate_low_variance`) and
+    the ground truth plus Gaussian ``noise`` (lower accuracy, higher variance).
     """
     truth = rng.uniform(-1, 1, (num_prompts, num_outputs))
     pi0 = _random_policy(rng, (num_prompts, num_outputs))
-    low_variance, _ = perfectly_accurate_low_variance(truth, fraction=0.5, factor=0.05, seed=seed)
-    noisy = _noisy_reward(truth, np.full(num_prompts, 0.7), rng)
-    models = {"acc 1, low variance (half the prompts x0.05)": low_variance, "noisy r_G (acc < 1)": noisy}
+    low_variance, _ = perfectly_accurate_low_variance(truth, fraction=0.5, factor=low_variance_factor, seed=seed)
+    noisy = _noisy_reward(truth, np.full(num_prompts, noise), rng)
+    models = {
+        f"acc 1, low variance (half the prompts x{low_variance_factor:g})": low_variance,
+        f"noisy r_G (+{noise:g} N(0,1), acc < 1)": noisy,
+    }
     times = np.arange(num_steps + 1) * learning_rate
     flow, exact, rloo_mean, rloo_std = [], [], [], []
     for index, reward in enumerate(models.values()):

@@ -28,7 +28,7 @@ from rmteacher.theory.validation import (
 )
 
 __all__ = [
-    "STALL_GRADIENT",
+    "KLCeiling",
     "best_of_n_reward",
     "exact_gradient_ascent",
     "flow_curves",
@@ -40,9 +40,36 @@ __all__ = [
     "time_to_gamma",
 ]
 
-# Gradient flow stops as "never reaches gamma" once no logit moves faster than this (a KL-regularized flow at its
-# stationary point pi ∝ pi_ref exp(r / lambda)); with lambda = 0 the gradient decays like 1/t and never gets there.
-STALL_GRADIENT = 1e-13
+# A policy whose training reward has (numerically) zero variance under pi0 gets zero gradient and never moves.
+ZERO_GRADIENT = 1e-15
+
+
+class KLCeiling:
+    """Proves, for ``lambda > 0``, that gradient flow will never raise ``E[r_eval]`` to a target.
+
+    Eq. 1 equals ``-lambda KL(pi || pi*) + const`` with ``pi* ∝ pi_ref exp(r_RM / lambda)``, so under gradient flow
+    ``KL(pi_t(.|x) || pi*(.|x))`` never increases (prompts decouple). By Pinsker, every later policy has
+    ``E_pi[r_eval] <= E_{pi*}[r_eval] + sqrt(2 KL) (max r_eval - min r_eval) / 2``. Once the mean over prompts of
+    that ceiling is below the target, ``t_gamma = inf`` and the simulation can stop.
+
+    Shapes: ``[..., P, Y]`` as the rewards; :meth:`margin` takes logits of that shape and returns ``[...]``.
+    """
+
+    def __init__(self, ref_log_probs: np.ndarray, train: np.ndarray, evaluation: np.ndarray, kl_coef: float) -> None:
+        assert kl_coef > 0
+        self.log_pi_star = log_softmax(ref_log_probs + train / kl_coef, axis=-1)
+        self.value_star = np.sum(np.exp(self.log_pi_star) * evaluation, axis=-1)  # [..., P]
+        self.half_range = (evaluation.max(axis=-1) - evaluation.min(axis=-1)) / 2.0  # [..., P]
+
+    def margin(self, logits: np.ndarray, target: np.ndarray | float, idx: np.ndarray | None = None) -> np.ndarray:
+        """``target - ceiling``: positive once the target is provably out of reach (``idx``: a batch subset)."""
+        star, value, half = self.log_pi_star, self.value_star, self.half_range
+        if idx is not None:
+            star, value, half = star[idx], value[idx], half[idx]
+        log_pi = log_softmax(logits, axis=-1)
+        kl = np.maximum(np.sum(np.exp(log_pi) * (log_pi - star), axis=-1), 0.0)
+        ceiling = np.mean(value + np.sqrt(2.0 * kl) * half, axis=-1)
+        return np.asarray(target - ceiling - 1e-12)
 
 
 def _prompts(logits: np.ndarray, num_prompts: int | None) -> int:
@@ -216,18 +243,23 @@ def _solve_t_gamma(
         pi = softmax(theta.reshape(shape), axis=-1)
         return float(np.mean(np.sum(pi * evaluation, axis=-1))) - target
 
-    def stalled(t: float, theta: np.ndarray) -> float:
-        return float(np.max(np.abs(rhs(t, theta)))) - STALL_GRADIENT
-
     reached.terminal = True  # type: ignore[attr-defined]
     reached.direction = 1.0  # type: ignore[attr-defined]
-    stalled.terminal = True  # type: ignore[attr-defined]
-    stalled.direction = -1.0  # type: ignore[attr-defined]
-    if stalled(0.0, ref_log.ravel()) <= 0:  # zero variance of r_KL: the policy never moves (Theorem 4, Var = 0)
+    events = [reached]
+    if np.max(np.abs(rhs(0.0, ref_log.ravel()))) <= ZERO_GRADIENT:  # zero variance: never moves (Thm 4, Var = 0)
         return math.inf
-    solution = solve_ivp(
-        rhs, (0.0, t_max), ref_log.ravel(), method="DOP853", rtol=rtol, atol=atol, events=[reached, stalled]
-    )
+    if kl_coef > 0:
+        ceiling = KLCeiling(ref_log, train, evaluation, kl_coef)
+
+        def out_of_reach(_: float, theta: np.ndarray) -> float:
+            return float(ceiling.margin(theta.reshape(shape), target))
+
+        if out_of_reach(0.0, ref_log.ravel()) > 0:
+            return math.inf
+        out_of_reach.terminal = True  # type: ignore[attr-defined]
+        out_of_reach.direction = 1.0  # type: ignore[attr-defined]
+        events.append(out_of_reach)
+    solution = solve_ivp(rhs, (0.0, t_max), ref_log.ravel(), method="DOP853", rtol=rtol, atol=atol, events=events)
     if not solution.success:
         raise RuntimeError(f"gradient flow failed: {solution.message}")
     return float(solution.t_events[0][0]) if len(solution.t_events[0]) else math.inf

@@ -1,0 +1,105 @@
+"""Seeded data for the sandbox task: prompt sets, mixed-quality demonstrations, and off-policy preference pairs.
+
+Everything here is pure Python over ``random.Random`` instances passed in, so the same seed gives the same rows
+on every machine, independent of torch and of global RNG state.
+
+Two different generators of answers are used on purpose. The SFT demonstrations come from
+:func:`noisy_sort` (the sorted letters with a typical mistake), so the policy learns a mixture of right and
+slightly wrong answers. The preference pairs come from :func:`partial_bubble_sort` (the input after a few passes
+of bubble sort, sometimes with a letter replaced), a different distribution from the policy's own samples, as
+the paper's off-policy UltraFeedback pairs are (spec §3, "Data").
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterable
+
+from rmteacher.sandbox.task import MAX_LETTERS, MIN_LETTERS, make_prompt, score, target
+
+__all__ = ["noisy_sort", "partial_bubble_sort", "preference_pair", "prompt_rows", "random_letters"]
+
+# Mixture of the SFT demonstrations: (probability, kind). Tuned so the fine-tuned policy is partly competent
+# (mean ground truth around 0.3, see build.py) with clear within-prompt spread.
+DEMONSTRATION_MIX: tuple[tuple[float, str], ...] = (
+    (0.35, "sorted"),
+    (0.20, "swap"),
+    (0.15, "drop"),
+    (0.15, "copy"),
+    (0.15, "prefix"),
+)
+
+
+def random_letters(rng: random.Random) -> str:
+    """``MIN_LETTERS`` to ``MAX_LETTERS`` distinct lowercase letters in random order."""
+    return "".join(rng.sample(string.ascii_lowercase, rng.randint(MIN_LETTERS, MAX_LETTERS)))
+
+
+def distinct_letter_sets(rng: random.Random, count: int, *, exclude: Iterable[str] = ()) -> list[str]:
+    """``count`` letter strings, none repeated and none in ``exclude`` (so prompt sets can be kept disjoint)."""
+    seen = set(exclude)
+    out: list[str] = []
+    while len(out) < count:
+        letters = random_letters(rng)
+        if letters not in seen:
+            seen.add(letters)
+            out.append(letters)
+    return out
+
+
+def prompt_rows(letter_sets: Iterable[str], *, prefix: str) -> list[dict[str, str]]:
+    """Rows ``{"prompt_id": f"{prefix}-00000", "prompt": "sort: ..."}`` in the given order."""
+    return [{"prompt_id": f"{prefix}-{i:05d}", "prompt": make_prompt(letters)} for i, letters in enumerate(letter_sets)]
+
+
+def noisy_sort(letters: str, rng: random.Random) -> str:
+    """A demonstration of mixed quality: the sorted letters, or the sorted letters with one typical mistake.
+
+    Kinds (probabilities in :data:`DEMONSTRATION_MIX`): ``sorted`` (right), ``swap`` (two neighbours exchanged),
+    ``drop`` (one letter left out), ``copy`` (the input unchanged), ``prefix`` (a sorted prefix, then the remaining
+    letters in input order).
+    """
+    kinds = [kind for _, kind in DEMONSTRATION_MIX]
+    weights = [p for p, _ in DEMONSTRATION_MIX]
+    kind = rng.choices(kinds, weights=weights)[0]
+    answer = list(target(letters))
+    if kind == "swap":
+        i = rng.randrange(len(answer) - 1)
+        answer[i], answer[i + 1] = answer[i + 1], answer[i]
+    elif kind == "drop":
+        del answer[rng.randrange(len(answer))]
+    elif kind == "copy":
+        answer = list(letters)
+    elif kind == "prefix":
+        head = answer[: rng.randrange(1, len(answer))]
+        answer = head + [c for c in letters if c not in head]
+    return "".join(answer)
+
+
+def partial_bubble_sort(letters: str, rng: random.Random) -> str:
+    """An off-policy answer: the input after a random number of bubble-sort passes, a letter replaced 30% of times."""
+    answer = list(letters)
+    for _ in range(rng.randrange(len(answer))):
+        for i in range(len(answer) - 1):
+            if answer[i] > answer[i + 1]:
+                answer[i], answer[i + 1] = answer[i + 1], answer[i]
+    if rng.random() < 0.3:
+        answer[rng.randrange(len(answer))] = rng.choice(string.ascii_lowercase)
+    return "".join(answer)
+
+
+def preference_pair(letters: str, rng: random.Random, *, max_tries: int = 100) -> tuple[str, str, float, float]:
+    """Two :func:`partial_bubble_sort` answers ordered by the ground truth, redrawn until their scores differ.
+
+    Returns:
+        ``(chosen, rejected, score_chosen, score_rejected)`` with ``score_chosen > score_rejected``.
+    """
+    for _ in range(max_tries):
+        first, second = partial_bubble_sort(letters, rng), partial_bubble_sort(letters, rng)
+        first_score, second_score = score(letters, first), score(letters, second)
+        if first_score > second_score:
+            return first, second, first_score, second_score
+        if second_score > first_score:
+            return second, first, second_score, first_score
+    raise RuntimeError(f"no two answers with different scores for {letters!r} in {max_tries} tries")

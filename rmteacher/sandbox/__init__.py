@@ -6,15 +6,17 @@ The ground truth and a few candidate reward functions of different quality as te
 in TRL's reward-function form (``rmteacher.sandbox.task:ground_truth``, ``rmteacher.sandbox.rewards:noisy``, ...).
 """
 
-from rmteacher.sandbox.build import SandboxTask, build, default_cache_dir
-from rmteacher.sandbox.rewards import CANDIDATE_REWARDS, accurate_flat, length_biased, noisy
+from rmteacher.sandbox.builder import SandboxTask, build, cache_key, default_cache_dir
+from rmteacher.sandbox.rewards import CANDIDATE_REWARDS, GROUND_TRUTH, accurate_flat, length_biased, noisy
 from rmteacher.sandbox.task import ground_truth, make_prompt, prompt_letters, score, target
 
 __all__ = [
     "CANDIDATE_REWARDS",
+    "GROUND_TRUTH",
     "SandboxTask",
     "accurate_flat",
     "build",
+    "cache_key",
     "default_cache_dir",
     "ground_truth",
     "length_biased",

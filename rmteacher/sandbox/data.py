@@ -12,16 +12,26 @@ the paper's off-policy UltraFeedback pairs are (spec §3, "Data").
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 from collections.abc import Iterable
+from typing import Any
 
 from rmteacher.sandbox.task import MAX_LETTERS, MIN_LETTERS, make_prompt, score, target
 
-__all__ = ["noisy_sort", "partial_bubble_sort", "preference_pair", "prompt_rows", "random_letters"]
+__all__ = [
+    "SandboxTables",
+    "make_tables",
+    "noisy_sort",
+    "partial_bubble_sort",
+    "preference_pair",
+    "prompt_rows",
+    "random_letters",
+]
 
 # Mixture of the SFT demonstrations: (probability, kind). Tuned so the fine-tuned policy is partly competent
-# (mean ground truth around 0.3, see build.py) with clear within-prompt spread.
+# (mean ground truth around 0.3, see builder.py) with clear within-prompt spread.
 DEMONSTRATION_MIX: tuple[tuple[float, str], ...] = (
     (0.35, "sorted"),
     (0.20, "swap"),
@@ -103,3 +113,40 @@ def preference_pair(letters: str, rng: random.Random, *, max_tries: int = 100) -
         if second_score > first_score:
             return second, first, second_score, first_score
     raise RuntimeError(f"no two answers with different scores for {letters!r} in {max_tries} tries")
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxTables:
+    """The rows of the sandbox's data files, before they are written."""
+
+    eval_prompts: list[dict[str, Any]]  # prompt_id, prompt
+    train_prompts: list[dict[str, Any]]  # prompt_id, prompt
+    demonstrations: list[dict[str, Any]]  # prompt_id, prompt, completion, score
+    pairs: list[dict[str, Any]]  # prompt_id, prompt, chosen, rejected, score_chosen, score_rejected
+
+
+def make_tables(seed: int, *, num_eval: int, num_train: int, num_demonstrations: int) -> SandboxTables:
+    """All data of one sandbox build: a fixed function of the arguments.
+
+    Each table has its own ``random.Random`` stream named after the seed, so changing one size leaves the others'
+    draws alone. Eval prompts are drawn first, then train and demonstration prompts excluding what came before,
+    so the three prompt sets are disjoint. There is one preference pair per train prompt.
+    """
+    eval_letters = distinct_letter_sets(random.Random(f"{seed}:eval"), num_eval)
+    train_letters = distinct_letter_sets(random.Random(f"{seed}:train"), num_train, exclude=eval_letters)
+    demo_letters = distinct_letter_sets(
+        random.Random(f"{seed}:demonstrations"), num_demonstrations, exclude=eval_letters + train_letters
+    )
+    demo_rng = random.Random(f"{seed}:demonstration-answers")
+    demonstrations: list[dict[str, Any]] = []
+    for row, letters in zip(prompt_rows(demo_letters, prefix="demo"), demo_letters, strict=True):
+        completion = noisy_sort(letters, demo_rng)
+        demonstrations.append(row | {"completion": completion, "score": score(letters, completion)})
+    train_prompts = prompt_rows(train_letters, prefix="train")
+    pair_rng = random.Random(f"{seed}:pairs")
+    pairs: list[dict[str, Any]] = []
+    for row, letters in zip(train_prompts, train_letters, strict=True):
+        chosen, rejected, score_chosen, score_rejected = preference_pair(letters, pair_rng)
+        pair = {"chosen": chosen, "rejected": rejected, "score_chosen": score_chosen, "score_rejected": score_rejected}
+        pairs.append(row | pair)
+    return SandboxTables(prompt_rows(eval_letters, prefix="eval"), train_prompts, demonstrations, pairs)

@@ -1,9 +1,9 @@
 """Candidate reward functions of different quality as teachers, in TRL's reward-function form.
 
 Each is ``f(prompts, completions, **kwargs) -> list[float]`` and can be named as ``rmteacher.sandbox.rewards:NAME``.
-They are built from the ground truth so their accuracy and the variance they induce are easy to reason about:
+They are built from the ground truth (``rmteacher.sandbox.task:ground_truth``, perfectly accurate by definition) so
+their accuracy and the variance they induce are easy to reason about:
 
-* ``ground_truth``: the task's reward itself (perfect accuracy).
 * ``noisy``: ground truth plus Gaussian noise of std 0.5 — high variance, lower accuracy.
 * ``accurate_flat``: a large per-prompt offset plus 0.1 x ground truth — perfectly accurate (strictly increasing in
   the ground truth within a prompt) but almost all its spread is between prompts, so after normalization the
@@ -20,9 +20,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rmteacher.sandbox.task import completion_text, ground_truth, prompt_letters, score
+from rmteacher.sandbox.task import completion_text, prompt_letters, score
 
-__all__ = ["CANDIDATE_REWARDS", "accurate_flat", "ground_truth", "length_biased", "noisy"]
+__all__ = ["CANDIDATE_REWARDS", "GROUND_TRUTH", "accurate_flat", "length_biased", "noisy"]
 
 Prompts = Sequence[str | Sequence[Mapping[str, Any]]]
 Completions = Sequence[str | Sequence[Mapping[str, Any]]]
@@ -47,8 +47,8 @@ def noisy(prompts: Prompts, completions: Completions, **kwargs: Any) -> list[flo
 
 
 def accurate_flat(prompts: Prompts, completions: Completions, **kwargs: Any) -> list[float]:
-    """3 x N(0, 1) offset per prompt + 0.1 x ground truth: ``[batch]`` rewards, accurate but nearly flat per prompt."""
-    return [3.0 * _standard_normal("offset", x) + 0.1 * score(x, y) for x, y in _pairs(prompts, completions)]
+    """An N(0, 1) offset per prompt + 0.1 x ground truth: ``[batch]`` rewards, accurate but nearly flat per prompt."""
+    return [_standard_normal("offset", x) + 0.1 * score(x, y) for x, y in _pairs(prompts, completions)]
 
 
 def length_biased(prompts: Prompts, completions: Completions, **kwargs: Any) -> list[float]:
@@ -56,10 +56,8 @@ def length_biased(prompts: Prompts, completions: Completions, **kwargs: Any) -> 
     return [0.5 * score(x, y) + 0.1 * len(y) for x, y in _pairs(prompts, completions)]
 
 
-# The sandbox's reward models for `rmteacher evaluate` with no arguments, by name.
-CANDIDATE_REWARDS = {
-    "ground_truth": ground_truth,
-    "noisy": noisy,
-    "accurate_flat": accurate_flat,
-    "length_biased": length_biased,
-}
+# Specs in the `--reward-model NAME=PATH_OR_CALLABLE` form: what `rmteacher evaluate` compares by default.
+CANDIDATE_REWARDS: tuple[str, ...] = tuple(
+    f"{name}=rmteacher.sandbox.rewards:{name}" for name in ("noisy", "accurate_flat", "length_biased")
+)
+GROUND_TRUTH = "rmteacher.sandbox.task:ground_truth"

@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -36,11 +35,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
-from rmteacher.sandbox.data import distinct_letter_sets, noisy_sort, preference_pair, prompt_rows
-from rmteacher.sandbox.task import prompt_letters, score
+from rmteacher.sandbox.data import make_tables
 from rmteacher.tables import write_json_atomic
 
-__all__ = ["SandboxTask", "build", "default_cache_dir"]
+__all__ = ["SandboxTask", "build", "cache_key", "default_cache_dir"]
 
 Size = Literal["default", "small"]
 SIZES: tuple[Size, ...] = ("default", "small")
@@ -113,6 +111,15 @@ def _code_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+def cache_key(seed: int, size: Size = "default") -> str:
+    """The cache entry name of a build: ``seed<seed>-<size>-<digest of code and library versions>``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}; got {size!r}")
+    return f"seed{seed}-{size}-{_code_digest()}"
+
+
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w") as file:
         for row in rows:
@@ -168,12 +175,8 @@ def build(
     Returns:
         The built task. A second call with the same arguments reads the manifest and returns at once.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}; got {size!r}")
+    key = cache_key(seed, size)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = f"seed{seed}-{size}-{_code_digest()}"
     root = cache_dir / key
     if (root / MANIFEST).is_file():
         return SandboxTask.from_manifest(root)
@@ -207,29 +210,14 @@ def _build_into(out: Path, *, key: str, seed: int, size: Size, progress: bool) -
     stages = tqdm(total=4, desc="sandbox", unit="stage", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
     stages.set_postfix_str("data")
-    # Eval first, then train and demonstrations excluding what came before: the three prompt sets are disjoint.
-    eval_letters = distinct_letter_sets(random.Random(f"{seed}:eval"), plan.num_eval_prompts)
-    train_letters = distinct_letter_sets(random.Random(f"{seed}:train"), plan.num_train_prompts, exclude=eval_letters)
-    demo_letters = distinct_letter_sets(
-        random.Random(f"{seed}:demonstrations"), plan.num_demonstrations, exclude=eval_letters + train_letters
+    tables = make_tables(
+        seed,
+        num_eval=plan.num_eval_prompts,
+        num_train=plan.num_train_prompts,
+        num_demonstrations=plan.num_demonstrations,
     )
-    eval_rows = prompt_rows(eval_letters, prefix="eval")
-    train_rows = prompt_rows(train_letters, prefix="train")
-    demo_rng = random.Random(f"{seed}:demonstration-answers")
-    demo_rows: list[dict[str, Any]] = []
-    for row, letters in zip(prompt_rows(demo_letters, prefix="demo"), demo_letters, strict=True):
-        completion = noisy_sort(letters, demo_rng)
-        demo_rows.append(row | {"completion": completion, "score": score(letters, completion)})
-    pair_rng = random.Random(f"{seed}:pairs")
-    pair_rows = []
-    for row in train_rows:
-        chosen, rejected, score_chosen, score_rejected = preference_pair(prompt_letters(row["prompt"]), pair_rng)
-        pair = {"chosen": chosen, "rejected": rejected, "score_chosen": score_chosen, "score_rejected": score_rejected}
-        pair_rows.append(row | pair)
-    _write_jsonl(out / "eval_prompts.jsonl", eval_rows)
-    _write_jsonl(out / "train_prompts.jsonl", train_rows)
-    _write_jsonl(out / "demonstrations.jsonl", demo_rows)
-    _write_jsonl(out / "pairs.jsonl", pair_rows)
+    for name in ("eval_prompts", "train_prompts", "demonstrations", "pairs"):
+        _write_jsonl(out / f"{name}.jsonl", getattr(tables, name))
     stages.update()
 
     stages.set_postfix_str("sft")
@@ -252,14 +240,14 @@ def _build_into(out: Path, *, key: str, seed: int, size: Size, progress: bool) -
             "prompt": [{"role": "user", "content": row["prompt"]}],
             "completion": [{"role": "assistant", "content": row["completion"]}],
         }
-        for row in demo_rows
+        for row in tables.demonstrations
     ]
     policy = sft(policy, tokenizer, conversations, options=sft_options).to("cpu")
     shutil.rmtree(out / "sft-scratch", ignore_errors=True)
     stages.update()
 
     stages.set_postfix_str("measure")
-    measure = [row["prompt"] for row in eval_rows[: plan.measure_prompts]]
+    measure = [row["prompt"] for row in tables.eval_prompts[: plan.measure_prompts]]
     samples = sample_completions(policy, tokenizer, measure, samples_per_prompt=plan.samples_per_prompt, seed=seed)
     rewards = ground_truth_matrix(measure, samples)  # [measure_prompts, samples_per_prompt]
     stages.update()

@@ -100,7 +100,7 @@ def test_time_to_gamma_matches_fine_rk4() -> None:
 
 
 def test_time_is_linear_in_num_prompts() -> None:
-    pi0, train, evaluation = random_instance(3)
+    pi0, train, _ = random_instance(3)
     one = time_to_gamma(pi0, train, train, 0.2)
     for size in (2, 7, 50):
         assert time_to_gamma(pi0, train, train, 0.2, num_prompts=size) == pytest.approx(size * one, rel=1e-7)
@@ -136,7 +136,10 @@ def test_batch_solver_matches_solve_ivp() -> None:
     for kl_coef in (0.0, 0.05):
         batch = time_to_gamma_batch(pi0, train, truth, 0.1, kl_coef=kl_coef, num_prompts=4, t_max=1e4)
         single = np.array(
-            [flow_time_to_gamma(p, r, e, 0.1, kl_coef=kl_coef, num_prompts=4, t_max=1e4) for p, r, e in zip(pi0, train, truth, strict=True)]
+            [
+                flow_time_to_gamma(p, r, e, 0.1, kl_coef=kl_coef, num_prompts=4, t_max=1e4)
+                for p, r, e in zip(pi0, train, truth, strict=True)
+            ]
         )
         assert np.array_equal(np.isfinite(batch), np.isfinite(single))
         finite = np.isfinite(single)
@@ -193,8 +196,6 @@ def test_best_of_n_reward_matches_metrics_for_uniform_policy() -> None:
 def test_best_of_n_proposition_1() -> None:
     pi0, _, truth = random_instance(11)
     order_preserving = 0.01 * np.argsort(np.argsort(truth)) / len(truth)  # same order as r_G, tiny variance
-    brute = softmax(np.zeros(1))  # placeholder to keep types simple
-    del brute
     for n in (1, 4, 32):
         optimum = best_of_n_reward(pi0, truth, truth, n)
         assert best_of_n_reward(pi0, order_preserving, truth, n) == pytest.approx(optimum)
@@ -203,7 +204,9 @@ def test_best_of_n_proposition_1() -> None:
             assert best_of_n_reward(pi0, other, truth, n) <= optimum + 1e-12
     # E[max of N draws] by enumeration for N = 2
     pairs = pi0[:, None] * pi0[None, :]
-    assert best_of_n_reward(pi0, truth, truth, 2) == pytest.approx(float(np.sum(pairs * np.maximum.outer(truth, truth))))
+    assert best_of_n_reward(pi0, truth, truth, 2) == pytest.approx(
+        float(np.sum(pairs * np.maximum.outer(truth, truth)))
+    )
 
 
 def test_objective_is_mean_over_prompts_at_reference() -> None:

@@ -128,21 +128,31 @@ class Inputs:
     ground_truth: str | None
     prompts: Path
     pairs: Path | None
+    scale_reward: list[str]
 
 
 def resolve_inputs(config: EvaluateConfig) -> Inputs:
-    """Fills what the user left out from the built-in sandbox task (built once and cached)."""
+    """Fills what the user left out from the built-in sandbox task (built once and cached).
+
+    The sandbox's candidates are its reward functions of different quality plus ``perfect`` (the ground truth
+    itself) and, unless ``--scale-reward`` says otherwise, ``perfect_scaled``: the paper's perfectly accurate,
+    low-variance reward model.
+    """
     if config.policy and config.reward_model and config.prompts:
-        return Inputs(config.policy, config.reward_model, config.ground_truth, config.prompts, config.pairs)
+        return Inputs(
+            config.policy, config.reward_model, config.ground_truth, config.prompts, config.pairs, config.scale_reward
+        )
     from rmteacher import sandbox
 
     task = sandbox.build(progress=config.progress)
+    candidates = config.reward_model or [*sandbox.CANDIDATE_REWARDS, f"perfect={sandbox.GROUND_TRUTH}"]
     return Inputs(
         policy=config.policy or str(task.policy_dir),
-        reward_models=config.reward_model or list(sandbox.CANDIDATE_REWARDS),
+        reward_models=candidates,
         ground_truth=config.ground_truth or sandbox.GROUND_TRUTH,
         prompts=config.prompts or task.train_prompts,
         pairs=config.pairs if config.pairs or config.prompts else task.pairs,
+        scale_reward=config.scale_reward or ([] if config.reward_model else ["perfect"]),
     )
 
 
@@ -326,7 +336,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     specs = dict(_named(s) for s in inputs.reward_models)
     if inputs.ground_truth:
         specs[TRUTH] = parse_reward_spec(inputs.ground_truth, argument="--ground-truth")[1]
-    for name in config.scale_reward:
+    for name in inputs.scale_reward:
         if name not in specs:
             raise ValueError(f"--scale-reward {name!r}: not a reward model; choose from {', '.join(specs)}")
     rewards = {
@@ -353,7 +363,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             name: cached_scores(config, reward, specs[name], current, state)
             for name, reward in tqdm(rewards.items(), desc="scoring", disable=not config.progress, leave=False)
         }
-        columns = training_rewards(config, current, scores, scaled_ids)
+        columns = training_rewards(config, current, scores, scaled_ids, inputs.scale_reward)
         result = compute_metrics(config, current, columns, pair_scores)
         separated = all(result["ranking"]["adjacent_separated"])
         if config.budget == "fixed" or separated or used == len(order):
@@ -416,7 +426,11 @@ class RewardColumn:
 
 
 def training_rewards(
-    config: EvaluateConfig, samples: pd.DataFrame, scores: dict[str, np.ndarray], scaled_ids: np.ndarray
+    config: EvaluateConfig,
+    samples: pd.DataFrame,
+    scores: dict[str, np.ndarray],
+    scaled_ids: np.ndarray,
+    scale_reward: list[str],
 ) -> dict[str, RewardColumn]:
     """Normalizes every reward by its own initial-policy statistics (Section 3) and adds the ``_scaled`` columns.
 
@@ -431,7 +445,7 @@ def training_rewards(
         raw = matrix(flat, num_prompts)
         stats = fit_normalization(raw)
         columns[name] = RewardColumn(name, raw, normalize(raw, stats), stats, scaled=False)
-    for name in config.scale_reward:
+    for name in scale_reward:
         base = columns[name]
         rows = np.flatnonzero(np.isin(prompt_ids, scaled_ids))
         values = scale_prompts(base.values, rows, config.scale_factor)

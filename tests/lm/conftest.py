@@ -9,9 +9,9 @@ from rmteacher.sandbox.task import make_prompt, score
 
 
 def tiny_models(root: Path) -> dict[str, Path]:
-    """A random tiny Qwen2 policy, two reward models (one with a different tokenizer) and data files."""
+    """A random tiny Llama policy, two reward models (one with a different tokenizer) and data files."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+    from transformers import LlamaConfig, LlamaForSequenceClassification
 
     from rmteacher.sandbox.policy import new_policy
     from rmteacher.sandbox.tokenizer import build_tokenizer
@@ -23,7 +23,7 @@ def tiny_models(root: Path) -> dict[str, Path]:
     paths = {"policy": root / "policy"}
     for name, template in (("rm_same", tokenizer.chat_template), ("rm_plain", None)):
         torch.manual_seed(len(name))
-        config = Qwen2Config(
+        config = LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=32,
             intermediate_size=64,
@@ -33,7 +33,7 @@ def tiny_models(root: Path) -> dict[str, Path]:
             num_labels=1,
             pad_token_id=tokenizer.pad_token_id,
         )
-        model = Qwen2ForSequenceClassification(config)
+        model = LlamaForSequenceClassification(config)
         model.save_pretrained(root / name)
         rm_tokenizer = build_tokenizer()
         rm_tokenizer.chat_template = template  # rm_plain: no template, scored as prompt + completion + EOS

@@ -50,9 +50,9 @@ def _write_csv(table: dict[str, np.ndarray], path: Path) -> pd.DataFrame:
     return frame
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | str) -> str:
     if isinstance(value, str):
-        return value
+        return value.replace("|", "\\|")  # a literal pipe (as in |Y|) would split the markdown cell
     if not math.isfinite(value):
         return "inf" if value > 0 else "nan"
     return f"{value:.4g}"
@@ -135,7 +135,8 @@ def write_variance(result: VarianceResult, out: Path) -> str:
             f"{n['tabular_slope']:.3f} over all instances ({n['tabular_slope_scale1']:.3f} across the unscaled "
             f"instances alone); every reached instance is above the Prop. 3 bound "
             f"(fraction {n['tabular_fraction_above_bound']:.3f}, smallest t_gamma/bound "
-            f"{n['tabular_min_ratio_to_bound']:.3g}).",
+            f"{n['tabular_min_ratio_to_bound']:.3g}). Across instances at one scale the slope is steeper than "
+            "-1/2 because the initial rate of a tabular flow is sum_y pi0(y)^2 (r(y) - V)^2 (Lemma 9), not Var.",
             "",
             f"Autoregressive: {int(n['ar_instances'])} instances, {int(n['ar_reached'])} reached; fitted slope "
             f"{n['ar_slope']:.3f}; fraction above the Theorem 4 bound {n['ar_fraction_above_bound']:.3f} "
@@ -231,7 +232,13 @@ def write_constructions(result: ConstructionsResult, out: Path) -> str:
     _save_figure(figure, out / "constructions.png")
     thm6 = frame[frame["theorem"] == "6"]
     grid = thm6.pivot(index="policy", columns="reward_model", values="t_gamma")
-    grid_md = "| initial policy | " + " | ".join(grid.columns) + " |\n|---|" + "---|" * len(grid.columns) + "\n"
+    grid_md = (
+        "| initial policy | "
+        + " | ".join(_fmt(str(c)) for c in grid.columns)
+        + " |\n|---|"
+        + "---|" * len(grid.columns)
+        + "\n"
+    )
     grid_md += "\n".join(f"| π0 ∈ {i} | " + " | ".join(_fmt(v) for v in grid.loc[i]) + " |" for i in grid.index)
     checks = [
         (k == "lower" and t >= b) or (k == "upper" and t <= b)

@@ -14,12 +14,19 @@ from rmteacher import __version__
 from rmteacher.commands.correlate import CorrelateConfig, run_correlate
 from rmteacher.commands.metrics import MetricsConfig, run_metrics
 from rmteacher.commands.theory import TheoryConfig, run_theory
+from rmteacher.evaluate import EvaluateConfig, run_evaluate
 from rmteacher.options import OptionsError, add_options, parse_options
 
 # (name, one-line help, options dataclass, function returning the text to print)
 Command = tuple[str, str, type, Callable[[Any], str]]
 
 COMMANDS: list[Command] = [
+    (
+        "evaluate",
+        "rank reward models as teachers for a policy: reward variance, on- and off-policy accuracy",
+        EvaluateConfig,
+        run_evaluate,
+    ),
     (
         "metrics",
         "reward variance and accuracy of reward models on a table of rewards",
@@ -60,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OptionsError, ValueError, FileNotFoundError) as error:
             print(f"rmteacher {name}: error: {error}", file=sys.stderr)
             return 2
-        print(text)
+        if text:
+            print(text)
         return 0
     raise AssertionError(f"unhandled command {namespace.command!r}")
 

@@ -16,6 +16,7 @@ from rmteacher.commands.metrics import MetricsConfig, run_metrics
 from rmteacher.commands.theory import TheoryConfig, run_theory
 from rmteacher.evaluate import EvaluateConfig, run_evaluate
 from rmteacher.options import OptionsError, add_options, parse_options
+from rmteacher.training.rl import RLConfig, run_rl
 
 # (name, one-line help, options dataclass, function returning the text to print)
 Command = tuple[str, str, type, Callable[[Any], str]]
@@ -40,6 +41,7 @@ COMMANDS: list[Command] = [
         run_correlate,
     ),
     ("theory", "exact gradient-flow experiments reproducing the paper's theorems", TheoryConfig, run_theory),
+    ("rl", "RLOO/GRPO on TRL with a normalized reward, tracking the ground truth and the landscape", RLConfig, run_rl),
 ]
 
 

@@ -133,8 +133,8 @@ class Reward(Protocol):
 
     name: str
 
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-        """Returns ``[len(prompts)]`` rewards."""
+    def score(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any) -> np.ndarray:
+        """Returns ``[len(prompts)]`` rewards; ``kwargs`` (TRL's reward kwargs) reach reward functions."""
         ...
 
 
@@ -146,12 +146,17 @@ class CallableReward:
     fn: Callable[..., Sequence[float | None]]
     batch_size: int = 256
 
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    def score(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any) -> np.ndarray:
         out = np.empty(len(prompts))
         for start in range(0, len(prompts), self.batch_size):
             stop = start + self.batch_size
+            extra = {
+                k: v[start:stop] if isinstance(v, list) and len(v) == len(prompts) else v for k, v in kwargs.items()
+            }
             try:
-                values = list(self.fn(prompts=list(prompts[start:stop]), completions=list(completions[start:stop])))
+                values = list(
+                    self.fn(prompts=list(prompts[start:stop]), completions=list(completions[start:stop]), **extra)
+                )
             except Exception as error:
                 raise RewardError(f"reward {self.name!r} raised {type(error).__name__}: {error}") from error
             if len(values) != len(prompts[start:stop]):
@@ -172,7 +177,7 @@ class ModelReward:
     max_tokens_per_batch: int = 16384
     max_length: int | None = None
 
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    def score(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any) -> np.ndarray:
         import torch
 
         texts = [render_conversation(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]

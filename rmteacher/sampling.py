@@ -20,13 +20,17 @@ __all__ = ["Completion", "sample_completions"]
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled completion: its text, its number of generated tokens, and whether it ended with EOS."""
+    """One sampled completion: its text, its generated token ids (EOS included when it ended), whether it ended."""
 
     prompt_index: int
     sample_id: int
     text: str
-    num_tokens: int
+    token_ids: tuple[int, ...]
     finished: bool
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def sample_completions(
@@ -103,7 +107,7 @@ def sample_completions(
                     prompt_index=indices[row // samples_per_prompt],
                     sample_id=row % samples_per_prompt,
                     text=tokenizer.decode(kept, skip_special_tokens=True),
-                    num_tokens=len(kept) + int(finished),
+                    token_ids=tuple(ids[: len(kept) + 1] if finished else kept),
                     finished=finished,
                 )
             )

@@ -1,0 +1,31 @@
+"""Session-wide test set-up: one rmteacher cache per test run, shared by pytest-xdist workers and subprocesses.
+
+Tests never touch the user's ``~/.cache/rmteacher``; the sandbox task is built once per run (about 30 s) and the
+build's lock makes the other workers wait for it and reuse it.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rmteacher.sandbox import SandboxTask, build
+
+
+@pytest.fixture(scope="session")
+def rmteacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker has its own basetemp; their parent is this run's, shared by all workers.
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "rmteacher-cache"
+    os.environ["RMTEACHER_CACHE"] = str(cache)  # defaults (`rmteacher evaluate`/`rl` with no inputs) and subprocesses
+    return cache
+
+
+@pytest.fixture(scope="session")
+def sandbox_cache(rmteacher_cache: Path) -> Path:
+    return rmteacher_cache / "sandbox"
+
+
+@pytest.fixture(scope="session")
+def sandbox_task(sandbox_cache: Path) -> SandboxTask:
+    return build(sandbox_cache, seed=0, progress=False)

@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The main job until `rmteacher study` exists: rank the sandbox task's reward models as teachers for its policy
+# (builds the sandbox once, ~35 s), then reproduce the theorems in the exact simulator. --resume reuses the
+# cached samples and scores, so a second `make demo` is quick.
 demo: $(STAMP)
+	$(BIN)/rmteacher evaluate --out $(DEMO_OUT)/evaluate --resume
 	$(BIN)/rmteacher theory all --out $(DEMO_OUT)/theory
 
 lint: $(STAMP)

@@ -78,7 +78,9 @@ class RLConfig:
     use_vllm: bool = option(False, help="TRL's vLLM generation (GPU only; needs `pip install trl[vllm]`)")
     seed: int = option(0, help="seed of training, evaluation sampling and data order")
     trust_remote_code: bool = option(False, help="allow models' own Python code")
-    resume: bool = option(False, help="continue an interrupted run from its last checkpoint; logs are appended")
+    resume: bool = option(
+        False, help="continue an interrupted run from its last checkpoint (or start if --out is empty); logs appended"
+    )
     overwrite: bool = option(False, help="delete what --out holds and start over")
     progress: bool = option(True, help="progress bars on stderr")
 
@@ -380,8 +382,6 @@ def prepare_run_dir(config: RLConfig, identity: dict[str, Any]) -> bool:
             raise ValueError(f"--out {out}: holds an rl run with different {', '.join(changed)}; pass --overwrite")
         if not config.resume:
             raise ValueError(f"--out {out}: holds a previous run; pass --resume to continue it or --overwrite")
-    elif config.resume:
-        raise ValueError(f"--resume: {out} holds no run to resume")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(saved, {**identity, "max_steps": config.max_steps})
     return any(out.glob("checkpoint-*"))
@@ -393,8 +393,11 @@ def _read_prompts(path: Path) -> Any:
     return load_prompts(path, "prompt")
 
 
-def train_rl(config: RLConfig) -> dict[str, Any]:
-    """Runs RLOO/GRPO and writes the run directory; returns the last evaluation record."""
+def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Runs RLOO/GRPO and writes the run directory; returns the first and last evaluation records.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects for the trainer (e.g. your own logging).
+    """
     from accelerate import PartialState
     from datasets import Dataset
 
@@ -492,7 +495,7 @@ def train_rl(config: RLConfig) -> dict[str, Any]:
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[monitor, *make_callbacks(config.out, evaluator, stats, initial, config.eval_every,
-                                            config.max_steps, lambda: state.is_main_process)],
+                                            config.max_steps, lambda: state.is_main_process), *callbacks],
     )  # fmt: skip
     _quiet_stdout(trainer, progress=config.progress and state.is_main_process)
     trainer.train(resume_from_checkpoint=bool(config.resume and has_checkpoint) or None)

@@ -123,8 +123,10 @@ def test_bad_input(tmp_path: Path, run: Path, capsys: pytest.CaptureFixture[str]
     assert "holds an rl run with different temperature" in capsys.readouterr().err
     assert rl(tmp_path / "x", "--scale-fraction", "1.5") == 2
     assert "--scale-fraction must be in [0, 1]; got 1.5" in capsys.readouterr().err
-    assert rl(tmp_path / "y", "--resume") == 2
-    assert "holds no run to resume" in capsys.readouterr().err
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "notes.txt").write_text("mine")
+    assert rl(tmp_path / "z") == 2
+    assert "not empty and not an rl run" in capsys.readouterr().err
 
 
 def test_normalization_from_another_policy_is_an_error(

@@ -1,0 +1,119 @@
+"""`rmteacher sft`: options, the sandbox recipe as the defaults, a run against a direct call of the SFT function,
+resume, and bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from rmteacher.sandbox import SandboxTask
+from rmteacher.tables import TableError
+from rmteacher.training.sft import SFTConfig, SFTOptions, run_sft, sft, sft_rows, torch_threads
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"learning_rate": -1.0}, "--learning-rate must be > 0; got -1.0"),
+        ({"max_steps": 0}, "--max-steps must be -1 or >= 1; got 0"),
+        ({"max_steps": -1, "epochs": 0.0}, "--epochs must be > 0 with --max-steps -1; got 0.0"),
+        ({"warmup_ratio": 1.0}, r"--warmup-ratio must be in \[0, 1\); got 1.0"),
+        ({"lr_scheduler": "exotic"}, "--lr-scheduler must be one of constant, .*; got 'exotic'"),
+        ({"resume": True, "overwrite": True}, "--resume and --overwrite exclude each other"),
+    ],
+)
+def test_bad_options_name_the_flag_and_the_value(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SFTConfig(out=Path("x"), **kwargs)
+
+
+def test_defaults_are_the_recipe_that_made_the_sandbox_policy(sandbox_task: SandboxTask) -> None:
+    recipe = json.loads((sandbox_task.root / "manifest.json").read_text())["sft_options"]
+    ours = SFTConfig(out=Path("x")).options(Path("scratch")).__dict__
+    for key in ("output_dir", "progress", "save_steps", "logging_steps"):  # bookkeeping, not the optimization
+        recipe.pop(key, None)
+        ours.pop(key)
+    assert ours == recipe
+
+
+def test_rows_are_chat_messages_only_for_a_tokenizer_with_a_chat_template() -> None:
+    class Plain:
+        chat_template = None
+
+    frame = pd.DataFrame({"q": ["sort: ba"], "a": ["ab"]})
+    assert sft_rows(frame, Plain(), prompt_column="q", completion_column="a") == [
+        {"prompt": "sort: ba", "completion": "ab"}
+    ]
+
+
+def test_data_without_needed_columns_name_found_and_expected(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"prompt": ["sort: ba"], "answer": ["ab"]}).to_csv(path, index=False)
+    with pytest.raises(TableError, match=r"missing column\(s\) 'completion'; found 'prompt', 'answer'"):
+        run_sft(SFTConfig(out=tmp_path / "run", data=path, model="unused", progress=False))
+
+
+def weights(directory: Path) -> dict[str, np.ndarray]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def demonstrations(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sft-data") / "demonstrations.jsonl"
+    pd.read_json(sandbox_task.demonstrations, lines=True).head(256).to_json(path, orient="records", lines=True)
+    return path
+
+
+def test_a_run_matches_the_sft_function_with_the_sandbox_recipe(demonstrations: Path, tmp_path: Path) -> None:
+    from rmteacher.sandbox.policy import new_policy
+    from rmteacher.sandbox.tokenizer import build_tokenizer
+
+    out = tmp_path / "run"
+    text = run_sft(SFTConfig(out=out, data=demonstrations, max_steps=4, progress=False))
+    assert "256 rows" in text
+    assert {"model", "config.json", "metrics.jsonl", "checkpoints"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "config.json").read_text())["resolved_inputs"]["model"] == "fresh sandbox policy"
+
+    tokenizer = build_tokenizer()  # the builder's way: a fresh seeded policy, conversational rows, one thread
+    model = new_policy(tokenizer, seed=0)
+    frame = pd.read_json(demonstrations, lines=True)
+    rows = sft_rows(frame, tokenizer, prompt_column="prompt", completion_column="completion")
+    with torch_threads(1):
+        model = sft(
+            model, tokenizer, rows, options=SFTConfig(out=out, max_steps=4, progress=False).options(tmp_path / "s")
+        )
+    direct = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    saved = weights(out / "model")
+    assert set(saved) <= set(direct)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(value, direct[key], err_msg=key)
+
+
+def test_resume_continues_from_the_last_checkpoint(demonstrations: Path, tmp_path: Path) -> None:
+    options = {"data": demonstrations, "max_steps": 4, "save_steps": 2, "progress": False}
+    finished = tmp_path / "finished"
+    run_sft(SFTConfig(out=finished, **options))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="holds a previous run; pass --resume"):
+        run_sft(SFTConfig(out=finished, **options))  # type: ignore[arg-type]
+
+    out = tmp_path / "resumed"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after step 3
+    shutil.rmtree(out / "model")
+    text = run_sft(SFTConfig(out=out, resume=True, **options))  # type: ignore[arg-type]
+    assert "resumed from checkpoint-2" in text
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"event": "resume", "checkpoint": "checkpoint-2", "step": 2} in logs
+    resumed, uninterrupted = weights(out / "model"), weights(finished / "model")
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_the_sft_options_still_accept_the_builders_fields() -> None:
+    assert SFTOptions(save_steps=0, logging_steps=10).save_steps == 0
+    with pytest.raises(ValueError, match="save_steps must be >= 0 and logging_steps >= 1"):
+        SFTOptions(logging_steps=0)

@@ -6,7 +6,9 @@ Run ``rmteacher --help``. Each subcommand's options live in one dataclass beside
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,12 +18,18 @@ from rmteacher.commands.metrics import MetricsConfig, run_metrics
 from rmteacher.commands.theory import TheoryConfig, run_theory
 from rmteacher.evaluate import EvaluateConfig, run_evaluate
 from rmteacher.options import OptionsError, add_options, parse_options
+from rmteacher.report import ReportConfig, run_report
+from rmteacher.study import StudyConfig, run_study
+from rmteacher.training.reward_model import TrainRMConfig, run_train_rm
 from rmteacher.training.rl import RLConfig, run_rl
+from rmteacher.training.sft import SFTConfig, run_sft
 
 # (name, one-line help, options dataclass, function returning the text to print)
 Command = tuple[str, str, type, Callable[[Any], str]]
 
 COMMANDS: list[Command] = [
+    ("study", "the paper's experiments end to end, with a report (the main job)", StudyConfig, run_study),
+    ("report", "regenerate a study's report from its saved results", ReportConfig, run_report),
     (
         "evaluate",
         "rank reward models as teachers for a policy: reward variance, on- and off-policy accuracy",
@@ -41,6 +49,13 @@ COMMANDS: list[Command] = [
         run_correlate,
     ),
     ("theory", "exact gradient-flow experiments reproducing the paper's theorems", TheoryConfig, run_theory),
+    ("sft", "supervised fine-tuning of a causal LM on prompt/completion data (TRL SFTTrainer)", SFTConfig, run_sft),
+    (
+        "train-rm",
+        "Bradley-Terry reward model on an on/off-policy preference mix (TRL RewardTrainer)",
+        TrainRMConfig,
+        run_train_rm,
+    ),
     ("rl", "RLOO/GRPO on TRL with a normalized reward, tracking the ground truth and the landscape", RLConfig, run_rl),
 ]
 
@@ -59,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # One progress bar per job, not one per model load/save from transformers (read when transformers is imported).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # TRL 1.16 still passes transformers 5's deprecated `gradient_checkpointing` names on every step.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     parser = build_parser()
     namespace = parser.parse_args(argv)
     for name, _, options, run in COMMANDS:

@@ -169,45 +169,143 @@ class CallableReward:
 
 @dataclass
 class ModelReward:
-    """A sequence-classification reward model with a scalar head, scored in length-sorted batches."""
+    """A sequence-classification reward model with a scalar head.
+
+    Scoring is exact but does less work than one forward pass per sample:
+
+    - samples of the same prompt share their rendered prefix (the prompt and the chat template up to the
+      assistant's answer); it is run once per prompt and its key/value cache reused for the K completions, so only
+      the completions' tokens are computed K times (``share_prefix``);
+    - sequences are sorted by length and batches filled up to a token budget, so little is padded.
+    """
 
     name: str
     model: Any
     tokenizer: Any
     max_tokens_per_batch: int = 16384
     max_length: int | None = None
+    share_prefix: bool = True
 
     def score(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any) -> np.ndarray:
+        encoded = _encode_conversations(self.tokenizer, tuple(prompts), tuple(completions), self.max_length)
+        out = np.full(len(encoded), np.nan)
+        groups: dict[str, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(i)
+        shared: list[tuple[int, list[int]]] = []
+        alone: list[int] = []
+        for rows in groups.values():
+            length = _common_prefix_length([encoded[i] for i in rows])
+            if self.share_prefix and len(rows) > 1 and length >= 2:
+                shared.append((length, rows))
+            else:
+                alone.extend(rows)
+        if shared:
+            try:
+                self._score_shared(shared, encoded, out)
+            except (TypeError, ValueError, AttributeError):  # a model without a usable key/value cache
+                alone.extend(i for _, rows in shared for i in rows)
+        self._score_full(alone, encoded, out)
+        return out
+
+    def _score_full(self, rows: list[int], encoded: list[list[int]], out: np.ndarray) -> None:
+        """One forward pass per batch of whole sequences, length-sorted, right-padded."""
         import torch
 
-        texts = [render_conversation(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
-        encoded = self.tokenizer(
-            texts, add_special_tokens=False, truncation=self.max_length is not None, max_length=self.max_length
-        )["input_ids"]
-        # Sort by length so each batch pads little, and fill batches up to a token budget rather than a fixed
-        # count: short sequences go in big batches, long ones in small ones.
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        out = np.empty(len(texts))
+        order = sorted(rows, key=lambda i: len(encoded[i]))
         device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
         start = 0
         with torch.inference_mode():
             while start < len(order):
-                longest = len(encoded[order[start]])
                 stop = start + 1
                 while stop < len(order) and len(encoded[order[stop]]) * (stop + 1 - start) <= self.max_tokens_per_batch:
-                    longest = len(encoded[order[stop]])
                     stop += 1
-                batch = [encoded[i] for i in order[start:stop]]
-                ids = torch.full((len(batch), longest), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), longest), dtype=torch.long)
-                for row, seq in enumerate(batch):  # right padding: the head reads the last non-pad token
-                    ids[row, : len(seq)] = torch.tensor(seq)
-                    mask[row, : len(seq)] = 1
+                ids, mask = self._right_padded([encoded[i] for i in order[start:stop]])
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 out[order[start:stop]] = logits[:, 0].float().cpu().numpy()
                 start = stop
-        return out
+
+    def _score_shared(self, groups: list[tuple[int, list[int]]], encoded: list[list[int]], out: np.ndarray) -> None:
+        """Prefix once per prompt, then every completion on the prefix's key/value cache (same numbers)."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        by_length: dict[int, list[list[int]]] = {}
+        for length, rows in groups:
+            by_length.setdefault(length, []).append(rows)
+        with torch.inference_mode():
+            for length, bucket in sorted(by_length.items()):
+                start = 0
+                while start < len(bucket):
+                    stop, cost = start, 0
+                    while stop < len(bucket):
+                        rows = bucket[stop]
+                        longest = max(len(encoded[i]) for i in rows) - length
+                        cost += length + len(rows) * (length + longest)  # prefix once; completions attend to it
+                        if stop > start and cost > self.max_tokens_per_batch:
+                            break
+                        stop += 1
+                    chunk = bucket[start:stop]
+                    prefix = torch.tensor([encoded[rows[0]][:length] for rows in chunk], device=device)
+                    cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+                    members = [i for rows in chunk for i in rows]
+                    owner = torch.tensor([g for g, rows in enumerate(chunk) for _ in rows], device=device)
+                    cache.batch_select_indices(owner)
+                    ids, mask = self._right_padded([encoded[i][length:] for i in members])
+                    full_mask = torch.cat([torch.ones(len(members), length, dtype=mask.dtype), mask], dim=1)
+                    logits = self.model(
+                        input_ids=ids.to(device), attention_mask=full_mask.to(device), past_key_values=cache
+                    ).logits
+                    out[members] = logits[:, 0].float().cpu().numpy()
+                    start = stop
+
+    def _right_padded(self, sequences: list[list[int]]) -> tuple[Any, Any]:
+        """``[batch, longest]`` ids and mask, right-padded: the head reads the last non-pad token."""
+        import torch
+
+        longest = max(len(seq) for seq in sequences)
+        ids = torch.full((len(sequences), longest), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return ids, mask
+
+
+# Several reward models usually share a tokenizer and score the same samples: render and tokenize them once.
+_ENCODED: dict[tuple[Any, ...], list[list[int]]] = {}
+
+
+def _encode_conversations(
+    tokenizer: Any, prompts: tuple[str, ...], completions: tuple[str, ...], max_length: int | None
+) -> list[list[int]]:
+    """Token ids of each rendered (prompt, completion), cached for the last few tokenizer/sample sets."""
+    signature = (
+        type(tokenizer).__name__,
+        # Loaded tokenizers are identified by where they came from; in-memory ones only by themselves.
+        getattr(tokenizer, "name_or_path", "") or id(tokenizer),
+        len(tokenizer),
+        getattr(tokenizer, "chat_template", None),
+        max_length,
+        hash(prompts),
+        hash(completions),
+    )
+    if signature not in _ENCODED:
+        texts = [render_conversation(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+        ids = tokenizer(texts, add_special_tokens=False, truncation=max_length is not None, max_length=max_length)
+        while len(_ENCODED) >= 4:
+            _ENCODED.pop(next(iter(_ENCODED)))
+        _ENCODED[signature] = ids["input_ids"]
+    return _ENCODED[signature]
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    """Tokens all ``sequences`` share at the start, leaving each at least one token of its own."""
+    shortest = min(len(seq) for seq in sequences)
+    length = 0
+    while length < shortest - 1 and all(seq[length] == sequences[0][length] for seq in sequences):
+        length += 1
+    return length
 
 
 def load_reward(

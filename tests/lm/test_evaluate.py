@@ -221,3 +221,17 @@ def test_two_processes_give_the_same_samples_and_metrics(tiny: dict[str, Path], 
     for name in m1:
         assert m2[name]["reward_variance"]["estimate"] == pytest.approx(m1[name]["reward_variance"]["estimate"])
     assert np.isfinite(m2["same"]["raw_reward_variance"]["low"])
+
+
+def test_shared_prefix_scoring_gives_the_same_numbers(tiny: dict[str, Path]) -> None:
+    from rmteacher.models import ModelReward, load_reward
+
+    reward = load_reward(f"rm={tiny['rm_same']}")
+    assert isinstance(reward, ModelReward)
+    prompts = ["sort: dcba"] * 5 + ["sort: zyxwv"] * 3 + ["sort: q"]
+    completions = ["abcd", "abdc", "", "dcba", "abcdabcd", "vwxyz", "v", "zz", "q"]
+    shared = reward.score(prompts, completions)
+    reward.share_prefix = False
+    separate = reward.score(prompts, completions)
+    np.testing.assert_allclose(shared, separate, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(shared).all()

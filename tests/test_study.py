@@ -1,0 +1,95 @@
+"""`rmteacher study --quick` end to end: every table and figure is there, the correlation table agrees with
+`rmteacher correlate`, `rmteacher report` regenerates the report from saved results, and stages resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rmteacher.cli import main
+from rmteacher.sandbox import SandboxTask
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["study", "--quick", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def study_dir(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "run"
+    assert main([*QUICK, "--out", str(out)]) == 0
+    return out
+
+
+def test_every_table_and_figure_is_there(study_dir: Path) -> None:
+    for name in ("report.md", "report.html", "analysis.json", "table1.csv", "table2_input.csv", "timings.json",
+                 "fig_reward_increase.png", "fig_ground_truth_vs_kl.png", "evaluate/metrics.json",
+                 "evaluate/variance_vs_accuracy.png"):  # fmt: skip
+        assert (study_dir / name).stat().st_size > 0, name
+    report = (study_dir / "report.md").read_text()
+    for heading in ("## Findings", "## Table 1 analogue", "## Table 2 analogue", "## Figures", "## Stage times"):
+        assert heading in report
+    for model in ("rm_100", "rm_75", "rm_50", "rm_25", "rm_0", "Perfectly acc. low var.", "Ground truth"):
+        assert model in report
+    html = (study_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3  # self-contained
+    analysis = json.loads((study_dir / "analysis.json").read_text())
+    assert len(analysis["table"]) == 7
+    assert {c["n"] for cells in analysis["correlations"].values() for c in cells.values()} == {6}
+    timings = json.loads((study_dir / "timings.json").read_text())
+    assert {"setup", "reward_models", "evaluate", "rl"} <= set(timings)
+
+
+def test_correlation_table_agrees_with_rmteacher_correlate(
+    study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["correlate", str(study_dir / "table2_input.csv"), "--json", str(tmp_path / "c.json")]) == 0
+    capsys.readouterr()
+    correlate = json.loads((tmp_path / "c.json").read_text())
+    analysis = json.loads((study_dir / "analysis.json").read_text())["correlations"]
+    for row, cells in analysis.items():
+        for increase, values in cells.items():
+            for kind in ("pearson", "spearman"):
+                expected = values[kind]
+                got = correlate[row][increase][kind]
+                assert (got is None and expected is None) or got == pytest.approx(expected), (row, increase, kind)
+
+
+def test_report_regenerates_from_saved_results(study_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (study_dir / "report.md").read_text()
+    (study_dir / "report.md").unlink()
+    (study_dir / "report.html").unlink()
+    assert main(["report", str(study_dir)]) == 0
+    assert "Report:" in capsys.readouterr().out
+    assert (study_dir / "report.md").read_text() == before
+    assert (study_dir / "report.html").exists()
+
+
+def test_resume_skips_complete_stages_and_redoes_changed_ones(
+    study_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def stamps() -> dict[str, float]:
+        return {str(p.relative_to(study_dir)): p.stat().st_mtime for p in study_dir.rglob("stage.json")}
+
+    before = stamps()
+    assert main([*QUICK, "--out", str(study_dir)]) == 2
+    assert "holds a study; pass --resume" in capsys.readouterr().err
+    assert main([*QUICK, "--out", str(study_dir), "--resume"]) == 0
+    assert stamps() == before  # nothing redone
+    # Fewer RL steps change the RL stages' inputs only: the reward models and Table 1 are kept.
+    assert main([*QUICK, "--out", str(study_dir), "--resume", "--rl-steps", "6"]) == 0
+    after = stamps()
+    assert after["evaluate/stage.json"] == before["evaluate/stage.json"]
+    assert after["reward_models/rm_50/stage.json"] == before["reward_models/rm_50/stage.json"]
+    assert after["rl/rm_50/seed0/stage.json"] != before["rl/rm_50/seed0/stage.json"]
+
+
+def test_report_and_study_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no evaluate/metrics.json" in capsys.readouterr().err
+    assert main(["study", "--out", str(tmp_path / "s"), "--table-eval", "9"]) == 2
+    assert "--table-eval must be in [1, --rl-evals=6]; got 9" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "file.txt").write_text("x")
+    assert main(["study", "--out", str(tmp_path / "other")]) == 2
+    assert "not empty and not a study" in capsys.readouterr().err

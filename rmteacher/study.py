@@ -65,6 +65,7 @@ class StudyConfig:
     max_new_tokens: int = option(16, help="most tokens per completion (the paper: 512)")
     learning_rate: float = option(5e-5, help="RLOO learning rate (the paper: 1e-7 at 1B parameters)")
     kl_coef: float = option(0.05, help="RLOO KL coefficient (the paper: 0.05)")
+    trust_remote_code: bool = option(False, help="allow models' own Python code (e.g. ArmoRM as ground truth)")
     resume: bool = option(False, help="finish an interrupted study: complete stages are kept, the rest is done")
     overwrite: bool = option(False, help="delete what --out holds and start over")
     progress: bool = option(True, help="progress bars on stderr")
@@ -227,6 +228,7 @@ def study(config: StudyConfig) -> dict[str, Any]:
                         ground_truth=data["ground_truth"],
                         max_steps=sizes.rm_max_steps,
                         max_new_tokens=config.max_new_tokens,
+                        trust_remote_code=config.trust_remote_code,
                         progress=False,
                     )
                 )
@@ -256,6 +258,7 @@ def study(config: StudyConfig) -> dict[str, Any]:
                 samples_per_prompt=sizes.eval_samples,
                 max_new_tokens=config.max_new_tokens,
                 scale_reward=[TRUTH],
+                trust_remote_code=config.trust_remote_code,
                 progress=config.progress,
             )
         )
@@ -306,6 +309,7 @@ def study(config: StudyConfig) -> dict[str, Any]:
                     eval_num_prompts=sizes.rl_eval_prompts,
                     eval_samples=sizes.rl_eval_samples,
                     seed=seed,
+                    trust_remote_code=config.trust_remote_code,
                     progress=False,
                 )
             )

@@ -36,7 +36,7 @@ from rmteacher.metrics import (
     select_prompts,
 )
 from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec
-from rmteacher.options import option
+from rmteacher.options import check_options, option
 from rmteacher.sampling import sample_completions
 from rmteacher.tables import TableError, read_table, require_columns, write_json_atomic, write_text_atomic
 
@@ -114,9 +114,7 @@ class EvaluateConfig:
             (self.num_resamples >= 10, f"--num-resamples must be >= 10; got {self.num_resamples}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_options(checks)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-__all__ = ["OptionsError", "add_options", "option", "parse_options"]
+__all__ = ["OptionsError", "add_options", "check_options", "option", "parse_options"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -41,6 +41,16 @@ def option(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_options(checks: list[tuple[bool, str]]) -> None:
+    """For ``__post_init__``: raises ``ValueError`` with the message of the first check that fails.
+
+    Each message names the flag, the value received and what would be valid.
+    """
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
 
 
 def _flag(name: str) -> str:

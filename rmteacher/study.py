@@ -159,13 +159,22 @@ def prepare_run_dir(config: StudyConfig) -> None:
     if config.overwrite and out.exists():
         shutil.rmtree(out)
     manifest = out / "study.json"
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    transient = ("resume", "overwrite", "progress")
     if out.exists() and any(out.iterdir()):
         if not manifest.exists():
             raise ValueError(f"--out {out}: not empty and not a study; pass --overwrite or another --out")
-        if not config.resume:
-            raise ValueError(f"--out {out}: holds a study; pass --resume to finish or update it, or --overwrite")
+        previous = json.loads(manifest.read_text())
+        changed = sorted(k for k in options if k not in transient and previous.get(k) != options[k])
+        # The same study again just skips its complete stages; other options need --resume (keep what still
+        # matches, redo the rest) or --overwrite.
+        if changed and not config.resume:
+            raise ValueError(
+                f"--out {out}: holds a study with different {', '.join(changed)}; pass --resume to keep its complete "
+                "stages and redo the changed ones, or --overwrite"
+            )
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(manifest, {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()})
+    write_json_atomic(manifest, options)
 
 
 def study(config: StudyConfig) -> dict[str, Any]:

@@ -72,10 +72,10 @@ def test_resume_skips_complete_stages_and_redoes_changed_ones(
         return {str(p.relative_to(study_dir)): p.stat().st_mtime for p in study_dir.rglob("stage.json")}
 
     before = stamps()
-    assert main([*QUICK, "--out", str(study_dir)]) == 2
-    assert "holds a study; pass --resume" in capsys.readouterr().err
-    assert main([*QUICK, "--out", str(study_dir), "--resume"]) == 0
+    assert main([*QUICK, "--out", str(study_dir)]) == 0  # the same study again: every stage is complete
     assert stamps() == before  # nothing redone
+    assert main([*QUICK, "--out", str(study_dir), "--rl-steps", "6"]) == 2
+    assert "holds a study with different rl_steps; pass --resume" in capsys.readouterr().err
     # Fewer RL steps change the RL stages' inputs only: the reward models and Table 1 are kept.
     assert main([*QUICK, "--out", str(study_dir), "--resume", "--rl-steps", "6"]) == 0
     after = stamps()

@@ -22,11 +22,8 @@ Run: ``rmteacher train-rm --on-policy-fraction 1.0 --out runs/rm-100`` (the sand
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rmteacher.models import ModelLoadError, render_conversation
-from rmteacher.options import add_options, option, parse_options
+from rmteacher.options import check_options, option
 from rmteacher.tables import TableError, read_table, require_columns, write_json_atomic
 from rmteacher.training.preferences import (
     MIX_SEED,
@@ -153,9 +150,7 @@ class TrainRMConfig:
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_options(checks)
         if self.ties not in ("drop", "keep"):
             raise ValueError(f"--ties must be drop or keep; got {self.ties!r}")
 
@@ -426,17 +421,3 @@ def run_train_rm(config: TrainRMConfig) -> str:
         f"Wrote {config.out}/: model/ (safetensors + tokenizer), preferences.parquet, metrics.jsonl, config.json, "
         "summary.json"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rmteacher.training.reward_model [options]``: the same as ``rmteacher train-rm``."""
-    parser = argparse.ArgumentParser(prog="rmteacher train-rm", description=TrainRMConfig.__doc__)
-    add_options(parser, TrainRMConfig)
-    text = run_train_rm(parse_options(TrainRMConfig, parser.parse_args(argv)))
-    if text:
-        print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

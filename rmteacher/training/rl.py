@@ -29,7 +29,7 @@ import numpy as np
 
 from rmteacher.metrics import NormalizationStats, fit_normalization, select_prompts
 from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec, render_conversation
-from rmteacher.options import option
+from rmteacher.options import check_options, option
 from rmteacher.sampling import Completion, sample_completions
 from rmteacher.tables import write_json_atomic
 
@@ -102,9 +102,7 @@ class RLConfig:
             (self.save_every >= 1, f"--save-every must be >= 1; got {self.save_every}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_options(checks)
 
 
 # ---------------------------------------------------------------------------------------------------- inputs

@@ -29,7 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
-from rmteacher.options import option
+from rmteacher.options import check_options, option
 from rmteacher.tables import read_table, require_columns, write_json_atomic
 
 __all__ = [
@@ -391,9 +391,7 @@ class SFTConfig:
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_options(checks)
         valid = ("constant", "constant_with_warmup", "linear", "cosine")
         if self.lr_scheduler not in valid:
             raise ValueError(f"--lr-scheduler must be one of {', '.join(valid)}; got {self.lr_scheduler!r}")

@@ -216,7 +216,7 @@ def test_two_processes_under_accelerate_launch(
 ) -> None:
     out = tmp_path / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "-m"]
-    command += ["rmteacher.training.reward_model", "--out", str(out), "--on-policy-fraction", "0.5"]
+    command += ["rmteacher.cli", "train-rm", "--out", str(out), "--on-policy-fraction", "0.5"]
     command += ["--policy", str(sandbox_task.policy_dir), "--pairs", str(sandbox_task.pairs)]
     command += ["--ground-truth", GROUND_TRUTH, "--max-steps", "3", "--batch-size", "4", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -341,7 +341,9 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         name: load_reward(f"{name}={target}", device=config.device, trust_remote_code=config.trust_remote_code)
         for name, target in specs.items()
     }
-    pair_scores = score_pairs(pairs, rewards, state) if pairs is not None else {}
+    if pairs is not None:  # only the pairs of prompts this run may evaluate (a preference set can be large)
+        pairs = pairs[pairs["prompt_id"].isin(all_prompts["prompt_id"].iloc[order])]
+    pair_scores = score_pairs(pairs, rewards, state) if pairs is not None and len(pairs) else {}
 
     # 3. Sample (cached), score (cached per reward model), compute; more rounds only for --budget auto.
     samples_path = config.out / "cache" / "samples.parquet"

@@ -348,6 +348,10 @@ def write_report(run_dir: Path, analysis: dict[str, Any]) -> None:
 
 def run_report(config: ReportConfig) -> str:
     """`rmteacher report RUN_DIR`: regenerates the analysis and the report from the saved results."""
+    from rmteacher import report_policies  # a `--design policies` run has its own report (Section 4.2)
+
+    if report_policies.is_policies_run(config.run_dir):
+        return report_policies.run_report(config)
     analysis = analyze(config.run_dir, table_eval=config.table_eval)
     write_report(config.run_dir, analysis)
     return "\n".join(

@@ -43,8 +43,11 @@ class StudyConfig:
     """Options of `rmteacher study` (defaults: the sandbox task, sized for a 2-core CPU)."""
 
     out: Path = option(Path("runs/study"), help="run directory")
-    design: Literal["reward-models"] = option(
-        "reward-models", help="reward-models: Section 4.1 (trained on on/off-policy mixes)"
+    design: Literal["reward-models", "policies"] = option(
+        "reward-models",
+        help="reward-models: Section 4.1 (trained on on/off-policy mixes); policies: Section 4.2 (several initial "
+        "policies x reward models, Table 10; RL evaluated after each half of training on 256 prompts, --rl-evals "
+        "unused)",
     )
     quick: bool = option(False, help="the same pipeline on a small budget (a smoke test, ~3 min)")
     seeds: int | None = option(None, help="RL runs per reward model (default: 3, --quick: 1; the paper: 3)")
@@ -179,6 +182,10 @@ def prepare_run_dir(config: StudyConfig) -> None:
 
 def study(config: StudyConfig) -> dict[str, Any]:
     """Runs every stage that is not complete, then the analysis and the report; returns the analysis."""
+    if config.design == "policies":
+        from rmteacher.study_policies import study_policies
+
+        return study_policies(config)
     from rmteacher.evaluate import EvaluateConfig, evaluate
     from rmteacher.report import analyze, write_report
     from rmteacher.training.reward_model import TrainRMConfig, train_reward_model

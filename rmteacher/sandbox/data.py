@@ -21,9 +21,13 @@ from typing import Any
 from rmteacher.sandbox.task import MAX_LETTERS, MIN_LETTERS, make_prompt, score, target
 
 __all__ = [
+    "LENGTH_MISTAKES",
+    "ORDER_MISTAKES",
     "SandboxTables",
+    "length_mistakes",
     "make_tables",
     "noisy_sort",
+    "order_mistakes",
     "partial_bubble_sort",
     "preference_pair",
     "prompt_rows",
@@ -84,6 +88,68 @@ def noisy_sort(letters: str, rng: random.Random) -> str:
     elif kind == "prefix":
         head = answer[: rng.randrange(1, len(answer))]
         answer = head + [c for c in letters if c not in head]
+    return "".join(answer)
+
+
+# Two more demonstration mixes for `rmteacher study --design policies` (the paper's Section 4.2: initial policies
+# fine-tuned on differently distributed data). Both are right as often as DEMONSTRATION_MIX (35%); they differ in
+# *which* property of the answer their mistakes break, so each later policy spreads its samples along another axis.
+LENGTH_MISTAKES: tuple[tuple[float, str], ...] = (
+    (0.35, "sorted"),
+    (0.25, "drop"),
+    (0.10, "drop2"),
+    (0.15, "duplicate"),
+    (0.15, "extra"),
+)
+ORDER_MISTAKES: tuple[tuple[float, str], ...] = (
+    (0.35, "sorted"),
+    (0.25, "swap"),
+    (0.15, "swap2"),
+    (0.15, "transpose"),
+    (0.10, "reverse"),
+)
+
+
+def length_mistakes(letters: str, rng: random.Random) -> str:
+    """A demonstration whose mistakes change the answer's letters and length but never their order.
+
+    Kinds (probabilities in :data:`LENGTH_MISTAKES`): ``sorted`` (right), ``drop``/``drop2`` (one/two letters left
+    out), ``duplicate`` (one letter written twice, in place), ``extra`` (a letter not in the prompt inserted in
+    alphabetical place). The answer is always in alphabetical order.
+    """
+    kind = rng.choices([k for _, k in LENGTH_MISTAKES], weights=[p for p, _ in LENGTH_MISTAKES])[0]
+    answer = list(target(letters))
+    if kind in ("drop", "drop2"):
+        for _ in range(1 if kind == "drop" else 2):
+            del answer[rng.randrange(len(answer))]
+    elif kind == "duplicate":
+        i = rng.randrange(len(answer))
+        answer.insert(i, answer[i])
+    elif kind == "extra":
+        answer.append(rng.choice([c for c in string.ascii_lowercase if c not in letters]))
+        answer.sort()
+    return "".join(answer)
+
+
+def order_mistakes(letters: str, rng: random.Random) -> str:
+    """A demonstration with exactly the prompt's letters, whose mistakes are only in their order.
+
+    Kinds (probabilities in :data:`ORDER_MISTAKES`): ``sorted`` (right), ``swap``/``swap2`` (one/two exchanges of
+    neighbours), ``transpose`` (two letters anywhere exchanged), ``reverse`` (reverse alphabetical order). Each is a
+    perturbation of the sorted answer, as :func:`length_mistakes`' are, so both policies learn the task about as
+    well; the length and the letters are always right.
+    """
+    kind = rng.choices([k for _, k in ORDER_MISTAKES], weights=[p for p, _ in ORDER_MISTAKES])[0]
+    answer = list(target(letters))
+    if kind in ("swap", "swap2"):
+        for _ in range(1 if kind == "swap" else 2):
+            i = rng.randrange(len(answer) - 1)
+            answer[i], answer[i + 1] = answer[i + 1], answer[i]
+    elif kind == "transpose":
+        i, j = rng.sample(range(len(answer)), 2)
+        answer[i], answer[j] = answer[j], answer[i]
+    elif kind == "reverse":
+        answer.reverse()
     return "".join(answer)
 
 

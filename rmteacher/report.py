@@ -23,7 +23,17 @@ from rmteacher.analysis import CORRELATION_ROWS, correlation_table
 from rmteacher.options import option
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
-__all__ = ["ReportConfig", "analyze", "read_evaluations", "run_report", "write_report"]
+__all__ = [
+    "ReportConfig",
+    "analyze",
+    "blocks_to_html",
+    "blocks_to_markdown",
+    "format_number",
+    "read_evaluations",
+    "run_report",
+    "save_figure",
+    "write_report",
+]
 
 TRUTH, LOW_VARIANCE = "ground_truth", "ground_truth_scaled"
 LABELS = {TRUTH: "Ground truth", LOW_VARIANCE: "Perfectly acc. low var."}
@@ -171,7 +181,7 @@ def _figures(run_dir: Path, analysis: dict[str, Any]) -> dict[str, Path]:
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize="small")
     figure.tight_layout()
-    _save(figure, paths["increase"])
+    save_figure(figure, paths["increase"])
     figure, axis = plt.subplots(figsize=(6, 4.2))
     for name, curve in curves.items():
         axis.plot(
@@ -183,12 +193,12 @@ def _figures(run_dir: Path, analysis: dict[str, Any]) -> dict[str, Path]:
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     figure.tight_layout()
-    _save(figure, paths["kl"])
+    save_figure(figure, paths["kl"])
     plt.close("all")
     return paths
 
 
-def _save(figure: Any, path: Path) -> None:
+def save_figure(figure: Any, path: Path) -> None:
     temporary = path.with_name(f".{path.stem}.tmp.png")
     figure.savefig(temporary, dpi=110)
     os.replace(temporary, path)
@@ -225,7 +235,7 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
         [
             row,
             *(
-                _number(corr[row][inc][kind])
+                format_number(corr[row][inc][kind])
                 for inc in ("increase_proxy", "increase_ground_truth")
                 for kind in ("pearson", "spearman")
             ),
@@ -275,11 +285,11 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
     ]
 
 
-def _number(value: float | None) -> str:
+def format_number(value: float | None) -> str:
     return "nan" if value is None else f"{value:.3f}"
 
 
-def _markdown(blocks: list[tuple[str, Any]], run_dir: Path) -> str:
+def blocks_to_markdown(blocks: list[tuple[str, Any]], run_dir: Path) -> str:
     from tabulate import tabulate
 
     out = []
@@ -299,7 +309,7 @@ def _markdown(blocks: list[tuple[str, Any]], run_dir: Path) -> str:
     return "\n".join(out)
 
 
-def _html(blocks: list[tuple[str, Any]]) -> str:
+def blocks_to_html(blocks: list[tuple[str, Any]]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>rmteacher study</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
@@ -342,8 +352,8 @@ def write_report(run_dir: Path, analysis: dict[str, Any]) -> None:
     write_text_atomic(run_dir / "table1.csv", table.to_csv(index=False))
     figures = _figures(run_dir, analysis)
     blocks = _blocks(run_dir, analysis, figures)
-    write_text_atomic(run_dir / "report.md", _markdown(blocks, run_dir))
-    write_text_atomic(run_dir / "report.html", _html(blocks))
+    write_text_atomic(run_dir / "report.md", blocks_to_markdown(blocks, run_dir))
+    write_text_atomic(run_dir / "report.html", blocks_to_html(blocks))
 
 
 def run_report(config: ReportConfig) -> str:

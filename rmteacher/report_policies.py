@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from rmteacher.analysis import correlation_table
-from rmteacher.report import ReportConfig, _html, _markdown, _number, _save, read_evaluations
+from rmteacher.report import (
+    ReportConfig,
+    blocks_to_html,
+    blocks_to_markdown,
+    format_number,
+    read_evaluations,
+    save_figure,
+)
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 __all__ = ["PAPER_TABLE10", "analyze", "findings", "is_policies_run", "run_report", "summarize_policy", "write_report"]
@@ -134,7 +141,7 @@ def paper_table() -> pd.DataFrame:
 
 
 def _spearman(summary: dict[str, Any], row: str, increase: str) -> str:
-    return _number(summary["correlations"][row][increase]["spearman"])
+    return format_number(summary["correlations"][row][increase]["spearman"])
 
 
 def findings(table: pd.DataFrame, summaries: dict[str, dict[str, Any]], paper: dict[str, dict[str, Any]]) -> list[str]:
@@ -326,7 +333,7 @@ def _figures(run_dir: Path, table: pd.DataFrame, curves: dict[str, Any]) -> dict
         axes[0][column].set_ylabel("increase (initial std units)" if column == 0 else "")
     figure.suptitle("Which reward model is best for which policy (bold edge: best); Var = reward variance", fontsize=10)
     figure.tight_layout()
-    _save(figure, paths["bars"])
+    save_figure(figure, paths["bars"])
 
     # Within each policy, increase against variance: the paper's claim is a rising line per policy.
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -349,7 +356,7 @@ def _figures(run_dir: Path, table: pd.DataFrame, curves: dict[str, Any]) -> dict
     ]
     axes[1].legend(handles=handles, fontsize="small")
     figure.tight_layout()
-    _save(figure, paths["scatter"])
+    save_figure(figure, paths["scatter"])
 
     figure, axes = plt.subplots(1, len(policies), figsize=(4 * len(policies), 3.6), squeeze=False, sharey=True)
     for column, policy in enumerate(policies):
@@ -364,7 +371,7 @@ def _figures(run_dir: Path, table: pd.DataFrame, curves: dict[str, Any]) -> dict
     axes[0][0].set_ylabel("ground-truth increase")
     axes[0][-1].legend(fontsize="small")
     figure.tight_layout()
-    _save(figure, paths["curves"])
+    save_figure(figure, paths["curves"])
     plt.close("all")
     return paths
 
@@ -421,7 +428,7 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
                     ],
                     ["Var", *(f"{v:.3f}" for v in rows["reward_variance"])],
                     ["On-policy acc.", *(f"{v:.3f}" for v in rows["on_policy_accuracy"])],
-                    ["Off-policy acc.", *(_number(v) for v in rows["off_policy_accuracy"])],
+                    ["Off-policy acc.", *(format_number(v) for v in rows["off_policy_accuracy"])],
                 ],
             ),
         ]
@@ -493,8 +500,8 @@ def write_report(run_dir: Path, analysis: dict[str, Any]) -> None:
     write_text_atomic(run_dir / "table10.csv", table.to_csv(index=False))
     figures = _figures(run_dir, table, analysis["curves"])
     blocks = _blocks(run_dir, analysis, figures)
-    write_text_atomic(run_dir / "report.md", _markdown(blocks, run_dir))
-    write_text_atomic(run_dir / "report.html", _html(blocks))
+    write_text_atomic(run_dir / "report.md", blocks_to_markdown(blocks, run_dir))
+    write_text_atomic(run_dir / "report.html", blocks_to_html(blocks))
 
 
 def run_report(config: ReportConfig) -> str:

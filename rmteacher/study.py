@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from rmteacher.options import option
 from rmteacher.tables import write_json_atomic
 
-__all__ = ["FRACTIONS", "Sizes", "StudyConfig", "run_study", "study"]
+__all__ = ["FRACTIONS", "Sizes", "Stages", "StudyConfig", "discard_models", "record_timings", "run_study", "study"]
 
 #: The paper's on-policy shares of the five trained reward models.
 FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -329,20 +329,30 @@ def study(config: StudyConfig) -> dict[str, Any]:
                     progress=False,
                 )
             )
-            shutil.rmtree(directory / "policy", ignore_errors=True)  # the study keeps the curves, not 21 policies
-            for checkpoint in directory.glob("checkpoint-*"):
-                shutil.rmtree(checkpoint)
+            discard_models(directory)
             return {"final": result["final"]}
 
         stages.run(f"rl/{name}/seed{seed}", rl_inputs, train_policy)
 
     # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
-    timings = _stage_times(config.out)
-    timings["total (this invocation)"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(config.out / "timings.json", timings)
+    record_timings(config.out, started)
     analysis = analyze(config.out, table_eval=config.table_eval)
     write_report(config.out, analysis)
     return analysis
+
+
+def discard_models(directory: Path) -> None:
+    """A study's RL run keeps its curves (``metrics.jsonl``), not its policy and checkpoints (tens of models)."""
+    shutil.rmtree(directory / "policy", ignore_errors=True)
+    for checkpoint in directory.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+
+
+def record_timings(out: Path, started: float) -> None:
+    """Writes ``timings.json``: each kind of stage's seconds (when it ran) and this invocation's total."""
+    timings = _stage_times(out)
+    timings["total (this invocation)"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(out / "timings.json", timings)
 
 
 def _stage_times(out: Path) -> dict[str, float]:

@@ -33,8 +33,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rmteacher.study import Sizes, Stages, StudyConfig, _stage_times, prepare_run_dir
-from rmteacher.tables import write_json_atomic
+from rmteacher.study import Sizes, Stages, StudyConfig, discard_models, prepare_run_dir, record_timings
 
 __all__ = ["POLICIES", "PolicyRecipe", "demonstration_rows", "study_policies"]
 
@@ -202,17 +201,13 @@ def study_policies(config: StudyConfig) -> dict[str, Any]:
                         progress=False,
                     )
                 )
-                shutil.rmtree(directory / "policy", ignore_errors=True)  # the curves are kept, not 36 policies
-                for checkpoint in directory.glob("checkpoint-*"):
-                    shutil.rmtree(checkpoint)
+                discard_models(directory)
                 return {"final": result["final"]}
 
             stages.run(f"rl/{policy_name}/{rm_name}/seed{seed}", rl_inputs, train_policy)
 
     # 4. Analysis and report, from the saved results only (`rmteacher report` redoes just this).
-    timings = _stage_times(config.out)
-    timings["total (this invocation)"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(config.out / "timings.json", timings)
+    record_timings(config.out, started)
     analysis = analyze(config.out)
     write_report(config.out, analysis)
     return analysis

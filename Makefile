@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The main job: the paper's Section 4.1 on the built-in sandbox task, report in $(DEMO_OUT)/report.md and .html
-# (~10 min on 2 CPU cores the first time; again, every stage is complete and it only redraws the report).
+# (~5 min on 2 CPU cores the first time; again, every stage is complete and it only redraws the report).
 demo: $(STAMP)
 	$(BIN)/rmteacher study --out $(DEMO_OUT)
 

@@ -11,7 +11,7 @@
 
 Every stage writes into its own directory of the run with a ``stage.json`` recording a fingerprint of its inputs;
 a stage whose fingerprint matches is skipped, one whose inputs changed is redone, and ``--resume`` finishes only
-what is missing. Run: ``rmteacher study`` (sandbox, ~15 min on 2 CPU cores) or ``rmteacher study --quick``.
+what is missing. Run: ``rmteacher study`` (sandbox, ~5 min on 2 CPU cores) or ``rmteacher study --quick``.
 """
 
 from __future__ import annotations

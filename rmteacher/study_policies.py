@@ -78,7 +78,8 @@ def study_policies(config: StudyConfig) -> dict[str, Any]:
     from rmteacher.sandbox.rewards import POLICY_STUDY_REWARDS
     from rmteacher.tables import read_table
     from rmteacher.training.rl import RLConfig, train_rl
-    from rmteacher.training.sft import SFTConfig, cpu_threads, run_sft, torch_threads
+    from rmteacher.training.runs import cpu_threads, torch_threads
+    from rmteacher.training.sft import SFTConfig, run_sft
 
     if config.policy is not None:
         raise ValueError(

@@ -105,7 +105,8 @@ def default_cache_dir() -> Path:
 def _code_digest() -> str:
     """Digest of the code a build depends on: this package, the SFT function and the pinned libraries."""
     digest = hashlib.sha256(f"format {FORMAT_VERSION}".encode())
-    sources = [*sorted(Path(__file__).parent.glob("*.py")), Path(__file__).parents[1] / "training" / "sft.py"]
+    training = Path(__file__).parents[1] / "training"
+    sources = [*sorted(Path(__file__).parent.glob("*.py")), training / "sft.py", training / "runs.py"]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("torch", "transformers", "trl", "tokenizers"):

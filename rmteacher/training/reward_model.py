@@ -41,9 +41,8 @@ from rmteacher.training.preferences import (
     mix_preferences,
     on_policy_rows,
 )
-from rmteacher.training.sft import (
+from rmteacher.training.runs import (
     CPU_THREADS_HELP,
-    Scheduler,
     cpu_threads,
     last_checkpoint,
     library_progress,
@@ -54,6 +53,7 @@ from rmteacher.training.sft import (
     start_run_dir,
     torch_threads,
 )
+from rmteacher.training.sft import Scheduler
 
 __all__ = [
     "TrainRMConfig",

@@ -7,8 +7,9 @@ both only slow a small model down) and with its printing replaced by an optional
 
 ``rmteacher sft`` (:class:`SFTConfig`, :func:`run_sft`) wraps it as a command with a run directory. Its defaults are
 the sandbox recipe: the sandbox tokenizer, a fresh tiny policy and the sandbox demonstrations, trained exactly as
-``rmteacher.sandbox.build`` trains the sandbox's initial policy. The run-directory helpers here (refusing to mix
-runs, ``metrics.jsonl``, resuming from the last checkpoint) are shared with ``rmteacher train-rm``.
+``rmteacher.sandbox.build`` trains the sandbox's initial policy. Run directories
+(refusing to mix runs, ``metrics.jsonl``, resuming from the last checkpoint) are handled by
+:mod:`rmteacher.training.runs`, shared with ``rmteacher train-rm``.
 
 Run: ``rmteacher sft --out runs/sft`` (the sandbox policy), or ``rmteacher sft --model EleutherAI/pythia-160m
 --data sft.jsonl --learning-rate 1e-6 --max-steps -1 --epochs 1 --lr-scheduler constant --batch-size 32
@@ -20,33 +21,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import version
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from rmteacher.options import check_options, option
-from rmteacher.tables import read_table, require_columns, write_json_atomic
+from rmteacher.tables import read_table, require_columns
+from rmteacher.training.runs import (
+    CPU_THREADS_HELP,
+    cpu_threads,
+    last_checkpoint,
+    library_progress,
+    metrics_logger,
+    prepare_run_dir,
+    progress_callback,
+    resolved_config,
+    start_run_dir,
+    torch_threads,
+)
 
 __all__ = [
     "SFTConfig",
     "SFTOptions",
-    "cpu_threads",
-    "last_checkpoint",
-    "library_progress",
-    "metrics_logger",
-    "prepare_run_dir",
-    "progress_callback",
-    "resolved_config",
     "run_sft",
     "sft",
     "sft_rows",
-    "start_run_dir",
-    "torch_threads",
 ]
 
 
@@ -101,57 +102,6 @@ def _check_rows(train_rows: Sequence[Mapping[str, Any]]) -> None:
         missing = [key for key in ("prompt", "completion") if key not in row]
         if missing:
             raise ValueError(f"train_rows[{i}] lacks {missing}; rows need 'prompt' and 'completion', got {sorted(row)}")
-
-
-@contextlib.contextmanager
-def library_progress(enabled: bool) -> Iterator[None]:
-    """Turns the ``datasets`` and ``transformers`` progress bars off for the block unless ``enabled``; restores them."""
-    from datasets.utils import logging as datasets_logging
-    from transformers.utils import logging as transformers_logging
-
-    datasets_was, transformers_was = (m.is_progress_bar_enabled() for m in (datasets_logging, transformers_logging))
-    if not enabled:
-        datasets_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if datasets_was:
-            datasets_logging.enable_progress_bar()
-        if transformers_was:
-            transformers_logging.enable_progress_bar()
-
-
-def progress_callback(desc: str) -> Any:
-    """A ``TrainerCallback`` drawing one tqdm bar on stderr with the latest loss (the trainer's own bar prints logs)."""
-    from tqdm.auto import tqdm
-    from transformers import TrainerCallback
-
-    class _Progress(TrainerCallback):
-        bar: Any = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar = tqdm(
-                total=state.max_steps,
-                initial=state.global_step,  # a resumed run starts at its checkpoint's step
-                desc=desc,
-                unit="step",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                disable=not state.is_world_process_zero,
-            )
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if self.bar is not None and logs and "loss" in logs:
-                self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar.close()
-
-    return _Progress()
 
 
 def sft(
@@ -232,117 +182,11 @@ def sft(
 # --- Run directories shared by `rmteacher sft` and `rmteacher train-rm` -------------------------------------------
 
 #: Options that may differ between a run and its resumption (a run directory may be moved); the rest is its identity.
-VOLATILE_OPTIONS = ("out", "resume", "overwrite", "progress", "cpu_threads", "versions")
-
-
-def prepare_run_dir(out: Path, resolved: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
-    """Checks that ``out`` may hold this run; returns whether it continues an earlier run of the same identity.
-
-    Read-only, so every process of a multi-process launch can call it before the main one writes
-    (:func:`start_run_dir`). ``resolved`` is the run's ``config.json``: its ``command``, options and resolved inputs.
-
-    Raises:
-        ValueError: ``out`` holds files of something else, or a run with other options (naming them), or the same run
-            without ``--resume``/``--overwrite``.
-    """
-    if overwrite or not out.exists() or not any(out.iterdir()):
-        return False
-    command = resolved["command"]
-    saved = out / "config.json"
-    if not saved.is_file():
-        raise ValueError(
-            f"--out {out}: not empty and not an rmteacher {command} run; pass --overwrite or another --out"
-        )
-    previous = json.loads(saved.read_text())
-    if previous.get("command") != command:
-        raise ValueError(
-            f"--out {out}: holds an rmteacher {previous.get('command')!r} run, not {command!r}; "
-            "pass --overwrite or another --out"
-        )
-    keys = (set(previous) | set(resolved)) - set(VOLATILE_OPTIONS)
-    changed = sorted(k for k in keys if previous.get(k) != resolved.get(k))
-    if changed:
-        shown = ", ".join(f"{k} ({previous.get(k)!r} there, {resolved.get(k)!r} now)" for k in changed)
-        raise ValueError(f"--out {out}: holds a different run: {shown}; pass --overwrite or another --out")
-    if not resume:
-        raise ValueError(f"--out {out}: holds a previous run; pass --resume to continue it or --overwrite")
-    return True
-
-
-def start_run_dir(out: Path, resolved: dict[str, Any], *, overwrite: bool) -> None:
-    """Empties ``out`` when ``overwrite`` and writes ``config.json`` (main process only)."""
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    write_json_atomic(out / "config.json", resolved)
-
-
-def resolved_config(command: str, config: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``config.json`` of a run: the command, every option, the resolved inputs and the library versions."""
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
-    versions = {p: version(p) for p in ("torch", "transformers", "trl")}
-    return {"command": command, **options, "resolved_inputs": dict(inputs), "versions": versions}
-
-
-def last_checkpoint(checkpoints: Path) -> str | None:
-    """The newest ``checkpoint-<step>`` directory the trainer saved in ``checkpoints``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-
-
-def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
-    """A ``TrainerCallback`` appending every log dict of the trainer to ``path`` as one JSON line with its step.
-
-    Lines are written as they are logged, so a killed run keeps its log; a resumed run appends a
-    ``{"event": "resume", ...}`` line and goes on appending. Steps after the checkpoint it resumed from then appear
-    twice: for curves, keep the last line of each step.
-    """
-    from transformers import TrainerCallback
-
-    def append(row: Mapping[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-
-    class _MetricsLogger(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if resumed_from is not None and state.is_world_process_zero:
-                append({"event": "resume", "checkpoint": Path(resumed_from).name, "step": state.global_step})
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if logs and state.is_world_process_zero:
-                append({"step": state.global_step, "time": round(time.time(), 3), **logs})
-
-    return _MetricsLogger()
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Sets torch's intra-op threads for the block (None leaves them), then restores them.
-
-    A model of a few hundred thousand parameters trains several times faster on one thread than on two busy cores
-    (the sandbox builder measured 60-73 ms against 430-1030 ms per step; sampling 1000 sequences took 0.4 s against
-    9-20 s), and the thread count changes float sums, so reproducing the sandbox policy bit for bit needs the
-    builder's single thread.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --- `rmteacher sft` ----------------------------------------------------------------------------------------------
 
 Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine"]
-CPU_THREADS_HELP = (
-    "torch threads when training on a CPU: 1 is fastest for sandbox-sized models (2 threads on 2 busy cores were "
-    "up to 50x slower); raise it for larger models; 0 keeps torch's default"
-)
 
 
 @dataclasses.dataclass
@@ -492,13 +336,6 @@ def run_sft(config: SFTConfig) -> str:
         + (f" (resumed from {Path(checkpoint).name})" if checkpoint else "")
         + f"\nWrote {config.out}/: model/ (safetensors + tokenizer), config.json, metrics.jsonl, checkpoints/"
     )
-
-
-def cpu_threads(threads: int) -> int | None:
-    """The torch thread count to set for a run: ``threads`` on a CPU-only machine, None (leave it) with CUDA or 0."""
-    import torch
-
-    return None if threads == 0 or torch.cuda.is_available() else threads
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from safetensors.numpy import load_file
 
 from rmteacher.sandbox import SandboxTask
 from rmteacher.tables import TableError
-from rmteacher.training.sft import SFTConfig, SFTOptions, run_sft, sft, sft_rows, torch_threads
+from rmteacher.training.runs import torch_threads
+from rmteacher.training.sft import SFTConfig, SFTOptions, run_sft, sft, sft_rows
 
 
 @pytest.mark.parametrize(

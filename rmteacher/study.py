@@ -30,7 +30,17 @@ from tqdm.auto import tqdm
 from rmteacher.options import option
 from rmteacher.tables import write_json_atomic
 
-__all__ = ["FRACTIONS", "Sizes", "Stages", "StudyConfig", "discard_models", "record_timings", "run_study", "study"]
+__all__ = [
+    "FRACTIONS",
+    "Sizes",
+    "Stages",
+    "StudyConfig",
+    "discard_models",
+    "record_timings",
+    "rl_run",
+    "run_study",
+    "study",
+]
 
 #: The paper's on-policy shares of the five trained reward models.
 FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -189,7 +199,6 @@ def study(config: StudyConfig) -> dict[str, Any]:
     from rmteacher.evaluate import EvaluateConfig, evaluate
     from rmteacher.report import analyze, write_report
     from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
-    from rmteacher.training.rl import RLConfig, train_rl
 
     prepare_run_dir(config)
     sizes = Sizes.of(config)
@@ -303,34 +312,19 @@ def study(config: StudyConfig) -> dict[str, Any]:
         }
 
         def train_policy(directory: Path, name: str = name, seed: int = seed) -> dict[str, Any]:
-            scaled = name == LOW_VARIANCE
-            result = train_rl(
-                RLConfig(
-                    out=directory,
-                    algo="rloo",
-                    policy=data["policy"],
-                    reward_model=teachers[name],
-                    ground_truth=data["ground_truth"],
-                    prompts=Path(data["prompts"]),
-                    eval_prompts=Path(data["eval_prompts"]),
-                    normalization=Path(evaluation["directory"]),
-                    scale_fraction=0.5 if scaled else 0.0,
-                    scale_factor=1e-3 if scaled else 1.0,
-                    kl_coef=config.kl_coef,
-                    learning_rate=config.learning_rate,
-                    max_new_tokens=config.max_new_tokens,
-                    max_steps=sizes.rl_steps,
-                    eval_every=sizes.rl_eval_every,
-                    save_every=sizes.rl_steps,
-                    eval_num_prompts=sizes.rl_eval_prompts,
-                    eval_samples=sizes.rl_eval_samples,
-                    seed=seed,
-                    trust_remote_code=config.trust_remote_code,
-                    progress=False,
-                )
+            return rl_run(
+                config,
+                sizes,
+                directory,
+                policy=data["policy"],
+                teacher=teachers[name],
+                ground_truth=data["ground_truth"],
+                prompts=data["prompts"],
+                eval_prompts=data["eval_prompts"],
+                normalization=evaluation["directory"],
+                seed=seed,
+                scaled=name == LOW_VARIANCE,
             )
-            discard_models(directory)
-            return {"final": result["final"]}
 
         stages.run(f"rl/{name}/seed{seed}", rl_inputs, train_policy)
 
@@ -339,6 +333,55 @@ def study(config: StudyConfig) -> dict[str, Any]:
     analysis = analyze(config.out, table_eval=config.table_eval)
     write_report(config.out, analysis)
     return analysis
+
+
+def rl_run(
+    config: StudyConfig,
+    sizes: Sizes,
+    directory: Path,
+    *,
+    policy: str,
+    teacher: str,
+    ground_truth: str,
+    prompts: str,
+    eval_prompts: str,
+    normalization: str,
+    seed: int,
+    scaled: bool = False,
+    eval_every: int | None = None,
+    eval_num_prompts: int | None = None,
+) -> dict[str, Any]:
+    """One RLOO run of a study with the study's shared settings; ``scaled`` is the paper's low-variance construction
+    (x0.001 after normalization on a seeded half of the prompts). Keeps the curves, not the models."""
+    from rmteacher.training.rl import RLConfig, train_rl
+
+    result = train_rl(
+        RLConfig(
+            out=directory,
+            algo="rloo",
+            policy=policy,
+            reward_model=teacher,
+            ground_truth=ground_truth,
+            prompts=Path(prompts),
+            eval_prompts=Path(eval_prompts),
+            normalization=Path(normalization),
+            scale_fraction=0.5 if scaled else 0.0,
+            scale_factor=1e-3 if scaled else 1.0,
+            kl_coef=config.kl_coef,
+            learning_rate=config.learning_rate,
+            max_new_tokens=config.max_new_tokens,
+            max_steps=sizes.rl_steps,
+            eval_every=eval_every or sizes.rl_eval_every,
+            save_every=sizes.rl_steps,
+            eval_num_prompts=eval_num_prompts or sizes.rl_eval_prompts,
+            eval_samples=sizes.rl_eval_samples,
+            seed=seed,
+            trust_remote_code=config.trust_remote_code,
+            progress=False,
+        )
+    )
+    discard_models(directory)
+    return {"final": result["final"]}
 
 
 def discard_models(directory: Path) -> None:

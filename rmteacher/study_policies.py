@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rmteacher.study import Sizes, Stages, StudyConfig, discard_models, prepare_run_dir, record_timings
+from rmteacher.study import Sizes, Stages, StudyConfig, prepare_run_dir, record_timings, rl_run
 
 __all__ = ["POLICIES", "PolicyRecipe", "demonstration_rows", "study_policies"]
 
@@ -77,7 +77,6 @@ def study_policies(config: StudyConfig) -> dict[str, Any]:
     from rmteacher.sandbox import data as sandbox_data
     from rmteacher.sandbox.rewards import POLICY_STUDY_REWARDS
     from rmteacher.tables import read_table
-    from rmteacher.training.rl import RLConfig, train_rl
     from rmteacher.training.runs import cpu_threads, torch_threads
     from rmteacher.training.sft import SFTConfig, run_sft
 
@@ -179,31 +178,20 @@ def study_policies(config: StudyConfig) -> dict[str, Any]:
             def train_policy(
                 directory: Path, policy_name: str = policy_name, spec: str = spec, seed: int = seed
             ) -> dict[str, Any]:
-                result = train_rl(
-                    RLConfig(
-                        out=directory,
-                        algo="rloo",
-                        policy=policies[policy_name],
-                        reward_model=spec,
-                        ground_truth=ground_truth,
-                        prompts=Path(prompts),
-                        eval_prompts=Path(eval_prompts),
-                        normalization=Path(evaluations[policy_name]["directory"]),
-                        kl_coef=config.kl_coef,
-                        learning_rate=config.learning_rate,
-                        max_new_tokens=config.max_new_tokens,
-                        max_steps=sizes.rl_steps,
-                        eval_every=rl_eval_every,
-                        save_every=sizes.rl_steps,
-                        eval_num_prompts=rl_eval_prompts,
-                        eval_samples=sizes.rl_eval_samples,
-                        seed=seed,
-                        trust_remote_code=config.trust_remote_code,
-                        progress=False,
-                    )
+                return rl_run(
+                    config,
+                    sizes,
+                    directory,
+                    policy=policies[policy_name],
+                    teacher=spec,
+                    ground_truth=ground_truth,
+                    prompts=str(prompts),
+                    eval_prompts=str(eval_prompts),
+                    normalization=evaluations[policy_name]["directory"],
+                    seed=seed,
+                    eval_every=rl_eval_every,
+                    eval_num_prompts=rl_eval_prompts,
                 )
-                discard_models(directory)
-                return {"final": result["final"]}
 
             stages.run(f"rl/{policy_name}/{rm_name}/seed{seed}", rl_inputs, train_policy)
 

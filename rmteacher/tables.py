@@ -6,9 +6,11 @@ optionally a ground-truth column). It may be CSV, JSONL, Parquet or a saved ``da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +19,27 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "LOW_VARIANCE",
+    "PROMPT_ID",
+    "SAMPLE_ID",
+    "TRUTH",
     "RewardMatrix",
     "TableError",
     "read_table",
     "require_columns",
     "reward_matrix",
     "write_json_atomic",
+    "write_parquet_atomic",
+    "write_png_atomic",
     "write_text_atomic",
 ]
 
 PROMPT_ID = "prompt_id"
 SAMPLE_ID = "sample_id"
+#: The ground truth's column and name in every table, run and report.
+TRUTH = "ground_truth"
+#: The paper's perfectly accurate, low-variance reward model: the ground truth normalized, then scaled.
+LOW_VARIANCE = "ground_truth_scaled"
 
 
 class TableError(ValueError):
@@ -165,18 +177,53 @@ def _sample_name(frame: pd.DataFrame, position: int) -> str:
     return f"prompt_id={prompt!r}, sample_id={sample!r}"
 
 
-def write_text_atomic(path: Path | str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it, so readers never see half a file."""
+@contextlib.contextmanager
+def _atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds, removed when it fails.
+
+    The file gets the mode any new file would get under the user's umask (``mkstemp`` would make it 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it, so readers never see half a file."""
+    with _atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path | str) -> None:
+    """Writes ``frame`` (without its index) as Parquet, atomically."""
+    with _atomic_path(path) as temporary:
+        frame.to_parquet(temporary, index=False)
+
+
+def write_png_atomic(figure: Any, path: Path | str, *, dpi: int = 110) -> None:
+    """Saves a matplotlib ``figure`` as PNG, atomically, and closes it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with _atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def write_json_atomic(path: Path | str, data: Any) -> None:

@@ -18,9 +18,11 @@ from rmteacher.metrics import (
     NormalizationStats,
     accuracy,
     as_reward_matrix,
-    bootstrap_ci,
+    bootstrap_indices,
+    bootstrap_mean_ci,
     fit_normalization,
     normalize,
+    percentile_interval,
     reward_variance,
 )
 
@@ -31,7 +33,9 @@ __all__ = [
     "TeacherRanking",
     "correlation_table",
     "normalized_variance",
+    "normalized_variance_ci",
     "rank_teachers",
+    "resampled_normalized_variance",
     "reward_increase",
     "summarize_reward_model",
     "teacher_score",
@@ -74,6 +78,75 @@ def normalized_variance(rewards: ArrayLike, *, unbiased: bool = False) -> float:
     """
     r = as_reward_matrix(rewards, min_samples=2)
     return float(reward_variance(normalize(r, fit_normalization(r)), unbiased=unbiased).mean())
+
+
+def resampled_normalized_variance(
+    rewards: ArrayLike, indices: np.ndarray, *, unbiased: bool = False, eps: float = 1e-8
+) -> np.ndarray:
+    """:func:`normalized_variance` of every bootstrap resample of prompts, re-fitting the normalization on each.
+
+    Section 3 normalizes by the global mean ``m`` and std ``s`` of all rewards, so on a resample ``I`` of ``n``
+    prompts with ``K`` samples each: ``normalized_variance(I) = mean_{p in I} v_p / s_I^2`` with ``v_p`` the
+    per-prompt variance (Definition 2) and ``s_I^2 = SS_I / (n K - 1) + eps`` (:func:`fit_normalization`), where the
+    total sum of squares splits into within- and between-prompt parts, ``SS_I = sum_{p in I} K (w_p + (mu_p -
+    m_I)^2)``, from each prompt's mean ``mu_p`` and population variance ``w_p``; ``m_I = mean_{p in I} mu_p``. The
+    per-prompt values are computed once, so a resample costs a few gathers of ``[num_prompts]`` values.
+
+    Args:
+        rewards: ``[num_prompts, num_samples]`` raw rewards.
+        indices: ``[num_resamples, num_prompts']`` prompt indices of each resample (:func:`bootstrap_indices`).
+        unbiased: the ``K - 1`` per-prompt estimator, as :func:`normalized_variance`.
+        eps: the normalization's ``eps``, as :func:`fit_normalization`.
+
+    Returns:
+        ``[num_resamples]`` normalized variances.
+    """
+    r = as_reward_matrix(rewards, min_samples=2)
+    rows = np.asarray(indices)
+    if rows.ndim != 2 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(
+            f"indices must be an integer [num_resamples, num_prompts] array; got {rows.dtype} {rows.shape}"
+        )
+    if rows.size and (rows.min() < 0 or rows.max() >= r.shape[0]):
+        raise ValueError(f"indices must lie in [0, {r.shape[0]}); got {rows.min()}..{rows.max()}")
+    num_samples = r.shape[1]
+    prompt_mean = r.mean(axis=1)  # [num_prompts]
+    within = np.var(r, axis=1)  # [num_prompts], population
+    per_prompt = reward_variance(r, unbiased=unbiased)  # [num_prompts]
+    resampled_mean = prompt_mean[rows]  # [num_resamples, n]
+    grand_mean = resampled_mean.mean(axis=1, keepdims=True)  # [num_resamples, 1]
+    total_squares = num_samples * (within[rows].sum(axis=1) + ((resampled_mean - grand_mean) ** 2).sum(axis=1))
+    global_variance = total_squares / (rows.shape[1] * num_samples - 1) + eps
+    return per_prompt[rows].mean(axis=1) / global_variance
+
+
+def normalized_variance_ci(
+    rewards: ArrayLike,
+    *,
+    unbiased: bool = False,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> ConfidenceInterval:
+    """:func:`normalized_variance` with its bootstrap CI over prompts, the normalization re-fitted per resample.
+
+    The same numbers as ``bootstrap_ci(lambda r: normalized_variance(r, unbiased=unbiased), rewards)`` (same draws,
+    same percentile rule; equal to rounding), vectorized by :func:`resampled_normalized_variance`.
+
+    Args:
+        rewards: ``[num_prompts, num_samples]`` raw rewards.
+        unbiased, confidence, num_resamples, seed: as :func:`normalized_variance` and
+            :func:`rmteacher.metrics.bootstrap_ci`.
+    """
+    r = as_reward_matrix(rewards, min_samples=2)
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    estimate = normalized_variance(r, unbiased=unbiased)
+    if r.shape[0] == 1:
+        return ConfidenceInterval(estimate, estimate, estimate, confidence)
+    indices = bootstrap_indices(r.shape[0], num_resamples, seed=seed)
+    replicates = resampled_normalized_variance(r, indices, unbiased=unbiased)
+    return percentile_interval(estimate, replicates, confidence=confidence)
 
 
 @dataclass(frozen=True)
@@ -121,22 +194,20 @@ def summarize_reward_model(
         unbiased: use the ``K - 1`` variance estimator (the authors' code) instead of Definition 2's population one.
         prenormalized: the rewards are already normalized as training uses them (e.g. the paper's scaled reward
             model, normalized then scaled); their variance is reported as is instead of normalizing again.
-        confidence, num_resamples, seed: passed to :func:`rmteacher.metrics.bootstrap_ci`.
+        confidence, num_resamples, seed: the bootstrap's settings (:func:`rmteacher.metrics.bootstrap_ci`).
     """
     r = as_reward_matrix(proxy, name="proxy", min_samples=2)
     options: dict[str, Any] = {"confidence": confidence, "num_resamples": num_resamples, "seed": seed}
-    raw = reward_variance(r, unbiased=unbiased)
+    raw = bootstrap_mean_ci(reward_variance(r, unbiased=unbiased), **options)
     acc = None
     if truth is not None:
         t = as_reward_matrix(truth, name="truth", min_samples=2)
-        acc = bootstrap_ci(np.mean, accuracy(r, t), **options)
+        acc = bootstrap_mean_ci(accuracy(r, t), **options)
     return RewardModelSummary(
         num_prompts=r.shape[0],
         num_samples=r.shape[1],
-        reward_variance=bootstrap_ci(np.mean, raw, **options)
-        if prenormalized
-        else bootstrap_ci(lambda x: normalized_variance(x, unbiased=unbiased), r, **options),
-        raw_reward_variance=bootstrap_ci(np.mean, raw, **options),
+        reward_variance=raw if prenormalized else normalized_variance_ci(r, unbiased=unbiased, **options),
+        raw_reward_variance=raw,
         on_policy_accuracy=acc,
         normalization=fit_normalization(r),
         unbiased=unbiased,
@@ -290,26 +361,40 @@ def rank_teachers(
         raise ValueError("rank_teachers needs at least one reward model")
     first = next(iter(normalized_rewards.values()))
     num_prompts = first.shape[0]
-
-    def scores(rows: np.ndarray) -> tuple[np.ndarray, str]:
-        values, criterion = [], ""
-        for name in names:
-            var = float(reward_variance(normalized_rewards[name][rows], unbiased=unbiased).mean())
-            on = None if truth is None else float(accuracy(normalized_rewards[name][rows], truth[rows]).mean())
-            off = None
-            if off_policy_correct is not None and name in off_policy_correct:
-                picked = off_policy_correct[name][rows]
-                off = float(np.nanmean(picked)) if np.isfinite(picked).any() else None
-            value, criterion = teacher_score(var, on, off)
-            values.append(value)
-        return np.array(values), criterion
-
-    full, criterion = scores(np.arange(num_prompts))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, num_prompts, size=(num_resamples, num_prompts))
-    resampled = np.stack([scores(rows)[0] for rows in draws])
+    # Every score is a mean of per-prompt values (or a ratio of sums, for off-policy pairs with gaps), so compute
+    # the per-prompt values once and resample them by indexing one [num_resamples, num_prompts] index matrix,
+    # shared by all models so that score differences are paired.
+    indices = bootstrap_indices(num_prompts, num_resamples, seed=seed)
+    full, resampled_columns, criterion = [], [], ""
+    for name in names:
+        rewards = normalized_rewards[name]
+        per_prompt_variance = reward_variance(rewards, unbiased=unbiased)  # [num_prompts]
+        variance = per_prompt_variance[indices].mean(axis=1)  # [num_resamples]
+        accuracy_sum, accuracy_count = np.zeros(num_resamples), np.zeros(num_resamples)
+        on = off = None
+        if truth is not None:
+            per_prompt_accuracy = accuracy(rewards, truth)
+            on = float(per_prompt_accuracy.mean())
+            accuracy_sum += per_prompt_accuracy[indices].mean(axis=1)
+            accuracy_count += 1
+        if off_policy_correct is not None and name in off_policy_correct:
+            correct = off_policy_correct[name]
+            off = float(np.nanmean(correct)) if np.isfinite(correct).any() else None
+            picked = correct[indices]  # [num_resamples, num_prompts], NaN where a prompt has no pair
+            present = np.isfinite(picked)
+            pairs = present.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a resample without pairs leaves it out
+                off_resampled = np.where(present, picked, 0.0).sum(axis=1) / pairs
+            accuracy_sum += np.where(pairs > 0, off_resampled, 0.0)
+            accuracy_count += pairs > 0
+        value, criterion = teacher_score(float(per_prompt_variance.mean()), on, off)
+        full.append(value)
+        with np.errstate(invalid="ignore", divide="ignore"):  # teacher_score: the variance alone without accuracy
+            combined = (variance + accuracy_sum / accuracy_count) / 2
+        resampled_columns.append(np.where(accuracy_count > 0, combined, variance))
+    scores, resampled = np.array(full), np.stack(resampled_columns, axis=1)  # [num_models], [num_resamples, models]
     alpha = (1 - confidence) / 2
-    order_index = np.argsort(-full, kind="stable")
+    order_index = np.argsort(-scores, kind="stable")
     ranked = [names[i] for i in order_index]
     adjacent_confidence, separated = [], []
     for upper, lower in itertools.pairwise(order_index):
@@ -318,7 +403,7 @@ def rank_teachers(
         separated.append(bool(np.quantile(difference, alpha) > 0))
     score = {
         names[i]: ConfidenceInterval(
-            float(full[i]),
+            float(scores[i]),
             float(np.quantile(resampled[:, i], alpha)),
             float(np.quantile(resampled[:, i], 1 - alpha)),
             confidence,

@@ -29,9 +29,12 @@ __all__ = [
     "as_reward_matrix",
     "best_of_n",
     "bootstrap_ci",
+    "bootstrap_indices",
+    "bootstrap_mean_ci",
     "fit_normalization",
     "normalize",
     "off_policy_accuracy",
+    "percentile_interval",
     "perfectly_accurate_low_variance",
     "reward_variance",
     "scale_prompts",
@@ -410,6 +413,88 @@ class ConfidenceInterval:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "confidence": self.confidence}
 
 
+def _check_bootstrap_options(confidence: float, num_resamples: int) -> None:
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1; got {num_resamples}")
+
+
+def bootstrap_indices(num_prompts: int, num_resamples: int, *, seed: int = 0) -> np.ndarray:
+    """Prompt indices of ``num_resamples`` bootstrap resamples, drawn once: ``[num_resamples, num_prompts]``.
+
+    Row ``b`` lists the prompts (with replacement) of resample ``b``. The draw is scipy's: ``scipy.stats.bootstrap``
+    (one batch, the default) draws ``rng.integers(0, n, (n_resamples, n))`` from the generator it is given, so with
+    ``rng = np.random.default_rng(seed)`` these are exactly the resamples that :func:`bootstrap_ci` hands
+    ``scipy.stats.bootstrap`` the same seed for, and intervals computed from them are the same numbers.
+    """
+    if not (isinstance(num_prompts, int | np.integer) and num_prompts >= 1):
+        raise ValueError(f"num_prompts must be an integer >= 1; got {num_prompts!r}")
+    if not (isinstance(num_resamples, int | np.integer) and num_resamples >= 1):
+        raise ValueError(f"num_resamples must be an integer >= 1; got {num_resamples!r}")
+    return np.random.default_rng(seed).integers(0, num_prompts, size=(num_resamples, num_prompts))
+
+
+def percentile_interval(
+    estimate: float,
+    replicates: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    method: Literal["percentile", "basic"] = "percentile",
+) -> ConfidenceInterval:
+    """Bootstrap interval from the statistic's values on the resamples, by scipy's rule for ``method``.
+
+    ``percentile``: the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of ``replicates`` (linear
+    interpolation, Hyndman-Fan type 7, as ``scipy.stats.bootstrap``); ``basic``: ``2 * estimate`` minus those,
+    swapped (Davison and Hinkley 1997, eq. 5.6).
+
+    Args:
+        estimate: the statistic on the full data.
+        replicates: ``[num_resamples]`` the statistic on each resample.
+    """
+    values = _to_numpy(replicates)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"replicates must have shape [num_resamples] with num_resamples >= 1; got {values.shape}")
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    alpha = (1 - confidence) / 2
+    low, high = (float(q) for q in np.quantile(values, [alpha, 1 - alpha]))
+    if method == "basic":
+        low, high = 2 * estimate - high, 2 * estimate - low
+    elif method != "percentile":
+        raise ValueError(f"method must be 'percentile' or 'basic'; got {method!r}")
+    return ConfidenceInterval(float(estimate), low, high, confidence)
+
+
+def bootstrap_mean_ci(
+    per_prompt: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    seed: int = 0,
+    method: Literal["percentile", "basic"] = "percentile",
+) -> ConfidenceInterval:
+    """Bootstrap CI over prompts of the mean of per-prompt values (reward variance, accuracy), vectorized.
+
+    The per-prompt values are computed once by the caller; each resample's mean is ``per_prompt[indices].mean(1)``
+    over the index matrix of :func:`bootstrap_indices`. The same numbers as ``bootstrap_ci(np.mean, per_prompt)``
+    through ``scipy.stats.bootstrap`` (same draws, same quantile rule), tens of times faster.
+
+    Args:
+        per_prompt: ``[num_prompts]`` finite per-prompt values.
+        confidence, num_resamples, seed, method: as :func:`bootstrap_ci`.
+    """
+    values = _to_numpy(per_prompt)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"per_prompt must have shape [num_prompts] with num_prompts >= 1; got {values.shape}")
+    _check_bootstrap_options(confidence, num_resamples)
+    estimate = float(np.mean(values))
+    if values.size == 1:
+        return ConfidenceInterval(estimate, estimate, estimate, confidence)
+    replicates = values[bootstrap_indices(values.size, num_resamples, seed=seed)].mean(axis=1)  # [num_resamples]
+    return percentile_interval(estimate, replicates, confidence=confidence, method=method)
+
+
 def bootstrap_ci(
     statistic: Callable[..., float],
     *arrays: ArrayLike,
@@ -425,6 +510,10 @@ def bootstrap_ci(
     prompts) are re-fitted on each resample. Example: ``bootstrap_ci(np.mean, reward_variance(r))`` or
     ``bootstrap_ci(lambda p, t: accuracy(p, t).mean(), proxy, truth)``.
 
+    ``statistic`` is called once per resample. ``np.mean`` of one ``[num_prompts]`` array (percentile or basic) takes
+    the vectorized path of :func:`bootstrap_mean_ci` instead, with the same numbers; for a normalized variance use
+    :func:`rmteacher.analysis.normalized_variance_ci`.
+
     Args:
         statistic: maps arrays shaped like ``arrays`` (rows resampled) to a float.
         arrays: one or more arrays with prompts on axis 0, all with the same number of prompts.
@@ -438,10 +527,7 @@ def bootstrap_ci(
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array")
-    if not (0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
-    if num_resamples < 1:
-        raise ValueError(f"num_resamples must be >= 1; got {num_resamples}")
+    _check_bootstrap_options(confidence, num_resamples)
     data = [_to_numpy(a) for a in arrays]
     num_prompts = data[0].shape[0] if data[0].ndim else 0
     for i, a in enumerate(data):
@@ -452,6 +538,14 @@ def bootstrap_ci(
             )
     if num_prompts == 0:
         raise ValueError("bootstrap_ci got no prompts")
+    if statistic is np.mean and len(data) == 1 and data[0].ndim == 1 and method in ("percentile", "basic"):
+        return bootstrap_mean_ci(
+            data[0],
+            confidence=confidence,
+            num_resamples=num_resamples,
+            seed=seed,
+            method=method,
+        )
     estimate = float(statistic(*data))
     if num_prompts == 1:
         return ConfidenceInterval(estimate, estimate, estimate, confidence)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import stats
 
 from rmteacher.metrics import (
     NormalizationStats,
@@ -15,9 +16,12 @@ from rmteacher.metrics import (
     as_reward_matrix,
     best_of_n,
     bootstrap_ci,
+    bootstrap_indices,
+    bootstrap_mean_ci,
     fit_normalization,
     normalize,
     off_policy_accuracy,
+    percentile_interval,
     perfectly_accurate_low_variance,
     reward_variance,
     scale_prompts,
@@ -215,6 +219,45 @@ def test_bootstrap_ci_brackets_the_estimate_and_is_seeded() -> None:
     assert (paired.low, paired.estimate, paired.high) == (1.0, 1.0, 1.0)
 
 
+def test_bootstrap_indices_are_scipys_resamples() -> None:
+    # scipy.stats.bootstrap draws rng.integers(0, n, (n_resamples, n)) in one batch; record what it resamples.
+    seen: list[np.ndarray] = []
+
+    def record(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        seen.append(np.array(x))
+        return np.mean(x, axis=axis)
+
+    stats.bootstrap((np.arange(7.0),), record, vectorized=True, n_resamples=50, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(seen[0], bootstrap_indices(7, 50, seed=3))
+
+
+def test_percentile_interval_by_hand() -> None:
+    # Replicates 0, 1, ..., 100: the 5% and 95% quantiles (linear interpolation) are 5 and 95.
+    ci = percentile_interval(50.0, np.arange(101.0), confidence=0.9)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((50.0, 5.0, 95.0))  # (1 - 0.9) / 2 is 0.0499...
+    # basic: 2 * estimate minus the swapped quantiles; with estimate 40: 80 - 95 = -15 and 80 - 5 = 75.
+    basic = percentile_interval(40.0, np.arange(101.0), confidence=0.9, method="basic")
+    assert (basic.low, basic.high) == pytest.approx((-15.0, 75.0))
+
+
+@pytest.mark.parametrize("method", ["percentile", "basic"])
+def test_vectorized_mean_bootstrap_equals_scipys(method: str) -> None:
+    # The vectorized path against the per-resample loop through scipy.stats.bootstrap (a lambda is not np.mean, so
+    # it takes the scipy path): the same draws and quantile rule, so the same interval to rounding.
+    values = np.random.default_rng(5).gamma(2.0, size=300)
+    for seed in (0, 7):
+        reference = bootstrap_ci(lambda v: float(np.mean(v)), values, seed=seed, method=method)  # type: ignore[arg-type]
+        fast = bootstrap_ci(np.mean, values, seed=seed, method=method)  # type: ignore[arg-type]
+        for a, b in ((reference.low, fast.low), (reference.high, fast.high), (reference.estimate, fast.estimate)):
+            assert a == pytest.approx(b, abs=1e-12, rel=0)
+        assert bootstrap_mean_ci(values, seed=seed, method=method) == fast  # type: ignore[arg-type]
+
+
+def test_bootstrap_mean_ci_of_one_prompt_is_the_value() -> None:
+    assert bootstrap_mean_ci([0.25]) == bootstrap_ci(np.mean, [0.25]) == bootstrap_ci(lambda v: v.mean(), [0.25])
+    assert bootstrap_mean_ci([0.25]).low == 0.25
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 
 
@@ -293,6 +336,20 @@ def test_bootstrap_errors() -> None:
         bootstrap_ci(lambda a, b: 0.0, np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="at least one array"):
         bootstrap_ci(np.mean)
+    with pytest.raises(ValueError, match="num_resamples must be >= 1; got 0"):
+        bootstrap_ci(np.mean, np.ones(3), num_resamples=0)
+    with pytest.raises(ValueError, match=r"per_prompt must have shape \[num_prompts\].*got \(2, 2\)"):
+        bootstrap_mean_ci(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="num_prompts must be an integer >= 1; got 0"):
+        bootstrap_indices(0, 10)
+    with pytest.raises(ValueError, match="num_resamples must be an integer >= 1; got 0"):
+        bootstrap_indices(3, 0)
+    with pytest.raises(ValueError, match=r"replicates must have shape \[num_resamples\]"):
+        percentile_interval(0.0, [])
+    with pytest.raises(ValueError, match="method must be 'percentile' or 'basic'; got 'BCa'"):
+        percentile_interval(0.0, [1.0, 2.0], method="BCa")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\); got 0"):
+        percentile_interval(0.0, [1.0, 2.0], confidence=0)
 
 
 def test_as_reward_matrix_returns_float64() -> None:

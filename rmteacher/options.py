@@ -19,10 +19,21 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-__all__ = ["OptionsError", "add_options", "check_options", "option", "parse_options"]
+__all__ = [
+    "MAX_SEED",
+    "OptionsError",
+    "add_options",
+    "check_options",
+    "option",
+    "output_file_check",
+    "parse_options",
+    "seed_check",
+]
 
 T = TypeVar("T")
 _UNSET: Any = object()
+#: The largest seed every command accepts: numpy's ``RandomState`` (the paper's prompt choices) takes [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
 
 
 class OptionsError(ValueError):
@@ -51,6 +62,30 @@ def check_options(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+def seed_check(flag: str, value: int) -> tuple[bool, str]:
+    """A :func:`check_options` entry for a seed: an integer in ``[0, MAX_SEED]``, what numpy's ``RandomState`` takes
+    (torch takes more), so that every command refuses the same seeds with the flag named."""
+    return (
+        not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_SEED,
+        f"{flag} must be an integer in [0, {MAX_SEED}] (numpy's seed range); got {value!r}",
+    )
+
+
+def output_file_check(flag: str, path: Path | None) -> tuple[bool, str]:
+    """A :func:`check_options` entry for a file a command will write: checked before any work, so that a path that
+    is a directory, or lies under a file, is refused at once with its flag rather than as a traceback at the end."""
+    if path is None:
+        return True, ""
+    if path.is_dir():
+        return False, f"{flag} {path} is a directory; give the path of a file to write, e.g. {path / 'out.json'}"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return False, f"{flag} {path}: {parent} is a file, not a directory; give a path in a directory"
+            break
+    return True, ""
 
 
 def _flag(name: str) -> str:
@@ -97,6 +132,38 @@ def _to_bool(value: Any) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", Path: "a path", bool: "true or false"}
+# The YAML types each option type takes. As strict as the command line (where `--num-resamples 2.7` fails): no
+# float or boolean for an integer, no boolean for a number or a string (YAML reads `yes`/`no` as booleans); a
+# number for a string option is its text (`truth: 1` is the column "1").
+_YAML_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int, str),
+    float: (int, float, str),
+    str: (str, int, float),
+    Path: (str,),
+    bool: (bool,),
+}
+
+
+def _yaml_type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "a list", dict: "a mapping"}
+    return "null" if value is None else names.get(type(value), f"a {type(value).__name__}")
+
+
+def _from_yaml(tp: Any, value: Any) -> Any:
+    """One YAML value converted to the option type ``tp`` (not a list), refusing values of the wrong YAML type."""
+    base, optional = _unwrap_optional(tp)
+    if value is None and optional:
+        return None
+    choices = typing.get_args(base) if typing.get_origin(base) is Literal else None
+    kind = type(choices[0]) if choices else base
+    allowed = _YAML_TYPES[kind]
+    if value is None or (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        expected = f"one of {', '.join(map(str, choices))}" if choices else _KIND_NAMES[kind]
+        raise TypeError(f"expected {expected}, got {_yaml_type_name(value)}")
+    return _converter(tp)(value)
 
 
 def _list_item_type(tp: Any) -> Any | None:
@@ -169,15 +236,15 @@ def _read_config(path: Path, cls: type) -> dict[str, Any]:
             raise OptionsError(f"--config {path}: unknown option {key!r}; valid options: {', '.join(sorted(names))}")
         item = _list_item_type(hints[name])
         try:
-            if value is None:
-                values[name] = None
-            elif item is not None:
+            if item is not None:
                 items = value if isinstance(value, list) else [value]
-                values[name] = [_converter(item)(v) for v in items]
+                values[name] = [_from_yaml(item, v) for v in items]
             else:
-                values[name] = _converter(hints[name])(value)
+                values[name] = _from_yaml(hints[name], value)
         except (TypeError, ValueError) as error:
-            raise OptionsError(f"--config {path}: option {key!r} has a bad value {value!r} ({error})") from None
+            raise OptionsError(
+                f"--config {path}: option {key!r} ({_flag(name)}) has a bad value {value!r} ({error})"
+            ) from None
     return values
 
 

@@ -12,9 +12,9 @@ Run: ``rmteacher evaluate --out runs/eval`` (the built-in sandbox task), or
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import json
-import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,31 +23,38 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rmteacher.analysis import normalized_variance, rank_teachers
-from rmteacher.metrics import (
-    NormalizationStats,
-    accuracy,
-    bootstrap_ci,
-    fit_normalization,
-    normalize,
-    off_policy_accuracy,
-    reward_variance,
-    scale_prompts,
-    select_prompts,
-)
-from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec
+from rmteacher.fingerprints import file_digest, reward_fingerprint
+from rmteacher.metrics import select_prompts
+from rmteacher.models import Reward, load_policy, load_reward, parse_reward_spec
 from rmteacher.options import check_options, option
+from rmteacher.rundir import open_run
 from rmteacher.sampling import sample_completions
-from rmteacher.tables import TableError, read_table, require_columns, write_json_atomic, write_text_atomic
+from rmteacher.scoring import extra_columns, score_rows
+from rmteacher.tables import (
+    TRUTH,
+    TableError,
+    check_prompt,
+    load_pairs,
+    load_prompts,
+    read_table,
+    require_columns,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from rmteacher.teachers import PairScores, RewardColumn, teacher_metrics, training_rewards
+from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 
-__all__ = ["EvaluateConfig", "evaluate", "run_evaluate"]
+__all__ = ["OUTPUTS", "EvaluateConfig", "evaluate", "identity", "load_samples"]
 
-TRUTH = "ground_truth"
+#: Prompts evaluated when sampling and --num-prompts is not given (the paper: 500).
+DEFAULT_NUM_PROMPTS = 200
 
 
 @dataclass
 class EvaluateConfig:
-    """Options of `rmteacher evaluate` (defaults: the built-in sandbox task, on CPU-sized budgets)."""
+    """Options of `rmteacher evaluate`. With none of the task's inputs given, the command line uses the built-in
+    sandbox task (and says so on stderr)."""
 
     out: Path = option(help="run directory for config.json, samples.parquet, metrics.json, metrics.md and the figure")
     policy: str | None = option(None, help="policy: a local Hugging Face directory or hub id (default: sandbox)")
@@ -68,7 +75,16 @@ class EvaluateConfig:
         "their prompt_ids refer to --prompts",
     )
     prompt_column: str = option("prompt", help="column of --prompts holding the user text")
-    num_prompts: int = option(200, help="prompts to evaluate on, a seeded subset (the paper: 500)")
+    samples: Path | None = option(
+        None,
+        help="samples generated elsewhere (vLLM, your rollouts): JSONL/CSV/Parquet with prompt_id, sample_id, prompt, "
+        "completion and optional extra columns; scored and ranked without loading a policy",
+    )
+    num_prompts: int | None = option(
+        None,
+        help=f"prompts to evaluate on, a seeded subset (default: {DEFAULT_NUM_PROMPTS}, or all of --samples; "
+        "the paper: 500)",
+    )
     samples_per_prompt: int = option(10, help="K samples per prompt (the paper: 10)")
     max_new_tokens: int = option(16, help="most tokens per sample (the paper: 512)")
     temperature: float = option(1.0, help="sampling temperature (the paper: 1)")
@@ -92,6 +108,7 @@ class EvaluateConfig:
     confidence: float = option(0.95, help="level of bootstrap CIs")
     num_resamples: int = option(1000, help="bootstrap resamples over prompts")
     device: str | None = option(None, help="torch device (default: cuda if available, else cpu)")
+    cpu_threads: int = option(1, help=CPU_THREADS_HELP)
     trust_remote_code: bool = option(False, help="allow models' own Python code (off: only transformers' classes)")
     resume: bool = option(False, help="reuse the samples and scores cached in --out and finish the rest")
     overwrite: bool = option(False, help="delete what --out holds and start over")
@@ -99,7 +116,15 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.num_prompts >= 1, f"--num-prompts must be >= 1; got {self.num_prompts}"),
+            (
+                self.num_prompts is None or self.num_prompts >= 1,
+                f"--num-prompts must be >= 1; got {self.num_prompts}",
+            ),
+            (self.cpu_threads >= 0, f"--cpu-threads must be >= 0 (0: torch's default); got {self.cpu_threads}"),
+            (
+                self.samples is None or self.policy is None,
+                "--samples and --policy exclude each other: --samples scores samples made elsewhere, --policy samples",
+            ),
             (
                 self.samples_per_prompt >= 2,
                 f"--samples-per-prompt must be >= 2 (variance, accuracy); got {self.samples_per_prompt}",
@@ -115,107 +140,6 @@ class EvaluateConfig:
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]
         check_options(checks)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Resolved inputs: what the run's identity (and its caches) depends on."""
-
-    policy: str
-    reward_models: list[str]
-    ground_truth: str | None
-    prompts: Path
-    pairs: Path | None
-    scale_reward: list[str]
-
-
-def resolve_inputs(config: EvaluateConfig) -> Inputs:
-    """Fills what the user left out from the built-in sandbox task (built once and cached).
-
-    The sandbox's candidates are its reward functions of different quality plus ``perfect`` (the ground truth
-    itself) and, unless ``--scale-reward`` says otherwise, ``perfect_scaled``: the paper's perfectly accurate,
-    low-variance reward model.
-    """
-    if config.policy and config.reward_model and config.prompts:
-        return Inputs(
-            config.policy, config.reward_model, config.ground_truth, config.prompts, config.pairs, config.scale_reward
-        )
-    from rmteacher import sandbox
-
-    task = sandbox.build(progress=config.progress)
-    candidates = config.reward_model or [*sandbox.CANDIDATE_REWARDS, f"perfect={sandbox.GROUND_TRUTH}"]
-    return Inputs(
-        policy=config.policy or str(task.policy_dir),
-        reward_models=candidates,
-        ground_truth=config.ground_truth or sandbox.GROUND_TRUTH,
-        prompts=config.prompts or task.train_prompts,
-        pairs=config.pairs if config.pairs or config.prompts else task.pairs,
-        scale_reward=config.scale_reward or ([] if config.reward_model else ["perfect"]),
-    )
-
-
-def load_prompts(path: Path, column: str) -> pd.DataFrame:
-    """Reads the prompts table: ``prompt_id`` (the row number when absent) and the prompt text."""
-    frame = read_table(path)
-    require_columns(frame, [column], where=str(path))
-    if "prompt_id" not in frame.columns:
-        frame = frame.assign(prompt_id=np.arange(len(frame)))
-    if frame["prompt_id"].duplicated().any():
-        duplicate = frame.loc[frame["prompt_id"].duplicated(), "prompt_id"].iloc[0]
-        raise TableError(f"{path}: prompt_id {duplicate!r} appears more than once")
-    texts = frame[column]
-    bad = texts.isna() | (texts.astype(str).str.strip() == "")
-    if bad.any():
-        raise TableError(f"{path}: row {int(np.argmax(bad.to_numpy())) + 1} has an empty {column!r}")
-    return pd.DataFrame({"prompt_id": frame["prompt_id"].to_numpy(), "prompt": texts.astype(str).to_numpy()})
-
-
-def load_pairs(path: Path, prompts: pd.DataFrame) -> pd.DataFrame:
-    """Reads off-policy pairs and checks that every pair refers to a known prompt."""
-    frame = read_table(path)
-    require_columns(frame, ["prompt_id", "chosen", "rejected"], where=str(path))
-    unknown = ~frame["prompt_id"].isin(prompts["prompt_id"])
-    if unknown.any():
-        raise TableError(
-            f"{path}: {int(unknown.sum())} pair(s) refer to prompt_ids not in the prompts, e.g. "
-            f"{frame.loc[unknown, 'prompt_id'].iloc[0]!r}"
-        )
-    frame = frame.drop_duplicates("prompt_id", keep="first")
-    return frame.merge(prompts, on="prompt_id", how="left", suffixes=("_pair", ""))
-
-
-def _identity(config: EvaluateConfig, inputs: Inputs) -> dict[str, Any]:
-    """What the cached samples depend on; a run directory holding another identity is not reused."""
-    return {
-        "policy": inputs.policy,
-        "prompts": str(inputs.prompts),
-        "prompt_column": config.prompt_column,
-        "samples_per_prompt": config.samples_per_prompt,
-        "max_new_tokens": config.max_new_tokens,
-        "temperature": config.temperature,
-        "seed": config.seed,
-        "prompts_per_batch": config.prompts_per_batch,
-    }
-
-
-def prepare_run_dir(config: EvaluateConfig, identity: dict[str, Any]) -> None:
-    """Creates ``--out``, or checks that it holds the same run when resuming."""
-    out = config.out
-    manifest = out / "cache" / "identity.json"
-    if config.overwrite and out.exists():
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if not manifest.exists():
-            raise ValueError(f"--out {out}: not empty and not an evaluate run; pass --overwrite or another --out")
-        previous = json.loads(manifest.read_text())
-        if previous != identity:
-            changed = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise ValueError(
-                f"--out {out}: holds a run with different {', '.join(changed)}; pass --overwrite or another --out"
-            )
-        if not config.resume:
-            raise ValueError(f"--out {out}: holds a previous run; pass --resume to finish it or --overwrite")
-    write_json_atomic(manifest, identity)
 
 
 def sample_round(
@@ -238,6 +162,7 @@ def sample_round(
         world_size=state.num_processes,
         progress=config.progress,
     )
+    extra = [c for c in prompts.columns if c not in ("prompt_id", "prompt")]
     rows = [
         {
             "prompt_id": prompts["prompt_id"].iloc[c.prompt_index],
@@ -246,6 +171,7 @@ def sample_round(
             "completion": c.text,
             "num_tokens": c.num_tokens,
             "finished": c.finished,
+            **{k: prompts[k].iloc[c.prompt_index] for k in extra},
         }
         for c in completions
     ]
@@ -254,273 +180,246 @@ def sample_round(
     return pd.DataFrame(rows).sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
 
 
-def score_rows(reward: Reward, prompts: list[str], completions: list[str], ids: pd.DataFrame, state: Any) -> np.ndarray:
-    """Scores texts with one reward, sharded across processes; non-finite scores name prompt and sample."""
-    from accelerate.utils import gather_object
+def load_samples(path: Path, samples_per_prompt: int | None = None) -> pd.DataFrame:
+    """Reads samples generated elsewhere (vLLM, your own rollouts): ``prompt_id``, ``sample_id``, ``prompt``,
+    ``completion`` and optional extra columns (reward kwargs), every prompt with the same number of samples.
 
-    shard = np.array_split(np.arange(len(prompts)), state.num_processes)[state.process_index]
-    values = reward.score([prompts[i] for i in shard], [completions[i] for i in shard])
-    pieces = [(int(i), float(v)) for i, v in zip(shard, values, strict=True)]
-    if state.num_processes > 1:
-        pieces = list(gather_object(pieces))
-    scores = np.empty(len(prompts))
-    for i, v in pieces:
-        scores[i] = v
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        first = int(np.argmax(bad))
-        where = ", ".join(f"{k}={ids[k].iloc[first]!r}" for k in ids.columns)
-        raise RewardError(f"reward {reward.name!r} returned {scores[first]} for {where}; rewards must be finite")
-    return scores
-
-
-def cached_scores(config: EvaluateConfig, reward: Reward, spec: str, samples: pd.DataFrame, state: Any) -> np.ndarray:
-    """Scores every sample once per reward model; ``--out/cache`` keeps the scores across rounds and resumes.
-
-    The cache of a reward model is used only if it was made by the same spec (``NAME=PATH_OR_CALLABLE``).
+    Raises:
+        TableError: a missing column, a malformed prompt, a non-text completion, duplicate or ragged samples.
     """
-    path = config.out / "cache" / f"scores-{reward.name}.parquet"
-    spec_path = path.with_suffix(".spec")
-    cached = pd.DataFrame({"prompt_id": [], "sample_id": [], "reward": []})
-    if path.exists() and spec_path.exists() and spec_path.read_text() == spec:
-        cached = pd.read_parquet(path)
-    merged = samples[["prompt_id", "sample_id"]].merge(cached, on=["prompt_id", "sample_id"], how="left")
-    todo = merged["reward"].isna().to_numpy()
-    if todo.any():
-        subset = samples[todo]
-        merged.loc[todo, "reward"] = score_rows(
-            reward, subset["prompt"].tolist(), subset["completion"].tolist(), subset[["prompt_id", "sample_id"]], state
+    frame = read_table(path)
+    where = f"--samples {path}"
+    require_columns(frame, ["prompt_id", "sample_id", "prompt", "completion"], where=where)
+    frame["prompt"] = [check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())]
+    if not all(isinstance(v, str) for v in frame["completion"]):
+        raise TableError(f"{where}: column 'completion' must hold texts")
+    if frame.duplicated(["prompt_id", "sample_id"]).any():
+        raise TableError(f"{where}: a (prompt_id, sample_id) appears more than once")
+    counts = frame.groupby("prompt_id").size()
+    if counts.nunique() != 1:
+        raise TableError(f"{where}: prompts have different numbers of samples ({counts.min()} to {counts.max()})")
+    if int(counts.iloc[0]) < 2:
+        raise TableError(f"{where}: each prompt needs >= 2 samples (variance, accuracy); found 1")
+    if samples_per_prompt is not None and int(counts.iloc[0]) != samples_per_prompt:
+        raise TableError(
+            f"{where}: has {counts.iloc[0]} samples per prompt, --samples-per-prompt says {samples_per_prompt}"
         )
-        if state.is_main_process:
-            _write_parquet(merged, path)
-            write_text_atomic(spec_path, spec)
-    return merged["reward"].to_numpy(dtype=np.float64)
+    return frame.sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(temporary, index=False)
-    temporary.replace(path)
+def _reward_specs(config: EvaluateConfig) -> dict[str, str]:
+    """``{name: target}`` of every reward to score, the ground truth last under its reserved name."""
+    specs: dict[str, str] = {}
+    for spec in config.reward_model:
+        name, target = parse_reward_spec(spec)
+        if name == TRUTH:
+            raise ValueError(f"--reward-model {spec!r}: the name {TRUTH!r} is reserved for --ground-truth")
+        if name in specs:
+            raise ValueError(f"--reward-model {spec!r}: the name {name!r} is given twice")
+        specs[name] = target
+    if config.ground_truth:
+        specs[TRUTH] = parse_reward_spec(config.ground_truth, argument="--ground-truth")[1]
+    for name in config.scale_reward:
+        if name not in specs:
+            raise ValueError(f"--scale-reward {name!r}: not a reward model; choose from {', '.join(specs)}")
+    return specs
 
 
-def matrix(values: np.ndarray, num_prompts: int) -> np.ndarray:
-    """Rows of a table sorted by (prompt_id, sample_id) as ``[num_prompts, num_samples]``."""
-    return values.reshape(num_prompts, -1)
+def identity(config: EvaluateConfig) -> dict[str, Any]:
+    """What the cached samples depend on; a run directory holding another identity is not reused. Reward models
+    are not part of it: their scores are cached per reward and content, so models can be added on --resume."""
+    source: dict[str, Any] = (
+        {"samples": str(config.samples), "samples_digest": file_digest(config.samples)}
+        if config.samples is not None
+        else {"policy": config.policy, "prompts": str(config.prompts), "prompt_column": config.prompt_column,
+              "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.max_new_tokens,
+              "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch}
+    )  # fmt: skip
+    return {**source, "num_prompts": config.num_prompts}
+
+
+#: Top-level entries an evaluate run writes (what --overwrite may delete even when a killed run did not record them).
+OUTPUTS = ("cache", "samples.parquet", "metrics.json", "metrics.md", "variance_vs_accuracy.png")
 
 
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
-    """Runs the evaluation and writes the run directory; returns the metrics written to ``metrics.json``."""
+    """Runs the evaluation and writes the run directory; returns the metrics written to ``metrics.json``.
+
+    Needs explicit inputs: ``--policy`` and ``--prompts`` (or ``--samples``) and at least one ``--reward-model``
+    (the command line fills them from the built-in sandbox when none is given).
+    """
     from accelerate import PartialState
 
+    needed = [
+        ("--reward-model", config.reward_model),
+        ("--policy or --samples", config.policy or config.samples),
+        ("--prompts or --samples", config.prompts or config.samples),
+    ]
+    missing = [flag for flag, given in needed if not given]
+    if missing:
+        raise ValueError(f"evaluate needs {', '.join(missing)}")
     state = PartialState()
-    inputs = resolve_inputs(config)
-    if state.is_main_process:
-        prepare_run_dir(config, _identity(config, inputs))
-    state.wait_for_everyone()
+    specs = _reward_specs(config)
+    with (
+        open_run(
+            config.out, command="evaluate", identity=identity(config), resume=config.resume,
+            overwrite=config.overwrite, outputs=OUTPUTS, is_main_process=state.is_main_process,
+        ) as run,
+        torch_threads(cpu_threads(config.cpu_threads)),
+    ):  # fmt: skip
+        for note in run.notes:
+            warnings.warn(note, stacklevel=2)
+        result = _evaluate(config, specs, state)
+    return result
 
-    # 1. Prompts: a seeded subset (the paper: RandomState(237).permutation[:500]), taken in rounds for --budget auto.
-    #    The scaled prompts of --scale-reward are chosen among all prompts, as the paper chose them among all of S.
-    all_prompts = load_prompts(inputs.prompts, config.prompt_column)
-    pairs = load_pairs(inputs.pairs, all_prompts) if inputs.pairs else None
-    order = np.random.RandomState(config.seed).permutation(len(all_prompts))[: config.num_prompts]
+
+def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict[str, Any]:
+    cache = config.out / "cache"
+    # 1. Prompts (or samples given): a seeded subset (the paper: RandomState(237).permutation[:500]), taken in
+    #    rounds for --budget auto. The scaled prompts of --scale-reward are chosen among all prompts, as the paper.
+    given = load_samples(config.samples, None) if config.samples is not None else None
+    if given is not None and config.prompts is None:
+        all_prompts = given.drop_duplicates("prompt_id")[["prompt_id", "prompt"]].reset_index(drop=True)
+    else:
+        all_prompts = load_prompts(config.prompts or Path(), config.prompt_column)
+    pairs = load_pairs(config.pairs, all_prompts) if config.pairs else None
+    num_prompts = config.num_prompts or (len(all_prompts) if given is not None else DEFAULT_NUM_PROMPTS)
+    if given is not None:
+        available = all_prompts["prompt_id"].isin(given["prompt_id"]).to_numpy()
+        pool = np.flatnonzero(available)
+    else:
+        pool = np.arange(len(all_prompts))
+    order = pool[np.random.RandomState(config.seed).permutation(len(pool))[:num_prompts]]
     scaled_ids = all_prompts["prompt_id"].to_numpy()[
         select_prompts(len(all_prompts), config.scale_fraction, seed=config.scale_seed)
     ]
-    round_size = config.num_prompts if config.budget == "fixed" else min(config.round_prompts, config.num_prompts)
-
-    # 2. Models, loaded once.
-    policy, tokenizer = load_policy(inputs.policy, device=config.device, trust_remote_code=config.trust_remote_code)
-    specs = dict(_named(s) for s in inputs.reward_models)
-    if inputs.ground_truth:
-        specs[TRUTH] = parse_reward_spec(inputs.ground_truth, argument="--ground-truth")[1]
-    for name in inputs.scale_reward:
-        if name not in specs:
-            raise ValueError(f"--scale-reward {name!r}: not a reward model; choose from {', '.join(specs)}")
-    rewards = {
-        name: load_reward(f"{name}={target}", device=config.device, trust_remote_code=config.trust_remote_code)
-        for name, target in specs.items()
-    }
+    round_size = len(order) if config.budget == "fixed" else min(config.round_prompts, len(order))
     if pairs is not None:  # only the pairs of prompts this run may evaluate (a preference set can be large)
-        pairs = pairs[pairs["prompt_id"].isin(all_prompts["prompt_id"].iloc[order])]
-    pair_scores = score_pairs(pairs, rewards, state) if pairs is not None and len(pairs) else {}
+        pairs = pairs[pairs["prompt_id"].isin(all_prompts["prompt_id"].iloc[order])].reset_index(drop=True)
 
-    # 3. Sample (cached), score (cached per reward model), compute; more rounds only for --budget auto.
-    samples_path = config.out / "cache" / "samples.parquet"
-    samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame({"prompt_id": []})
+    # 2. The policy (not loaded when samples are given); reward models are loaded one at a time when scoring.
+    policy = tokenizer = None
+    if given is None:
+        policy, tokenizer = load_policy(
+            config.policy or "", device=config.device, trust_remote_code=config.trust_remote_code
+        )
+    samples_path = cache / "samples.parquet"
+    samples = pd.read_parquet(samples_path) if given is None and samples_path.exists() else given
     used, rounds = 0, 0
+    pair_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     while True:
         used, rounds = min(used + round_size, len(order)), rounds + 1
         chosen = all_prompts.iloc[np.sort(order[:used])]
-        missing = chosen[~chosen["prompt_id"].isin(samples["prompt_id"])]
+        known = samples["prompt_id"] if samples is not None else pd.Series([], dtype=object)
+        missing = chosen[~chosen["prompt_id"].isin(known)]
         if len(missing):
-            samples = pd.concat([samples, sample_round(config, policy, tokenizer, missing, state)], ignore_index=True)
+            new = sample_round(config, policy, tokenizer, missing, state)
+            samples = new if samples is None else pd.concat([samples, new], ignore_index=True)
             if state.is_main_process:
-                _write_parquet(samples, samples_path)
+                write_parquet_atomic(samples, samples_path)
+        assert samples is not None
         current = samples[samples["prompt_id"].isin(chosen["prompt_id"])]
         current = current.sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
-        scores = {
-            name: cached_scores(config, reward, specs[name], current, state)
-            for name, reward in tqdm(rewards.items(), desc="scoring", disable=not config.progress, leave=False)
-        }
-        columns = training_rewards(config, current, scores, scaled_ids, inputs.scale_reward)
-        result = compute_metrics(config, current, columns, pair_scores)
+        scores = _score_all(config, specs, current, pairs, pair_scores, state)
+        k = int(current.groupby("prompt_id").size().iloc[0])
+        prompt_ids = current["prompt_id"].to_numpy()[::k]
+        matrices = {name: flat.reshape(len(prompt_ids), k) for name, flat in scores.items()}
+        columns = training_rewards(
+            matrices, prompt_ids, scaled_ids=scaled_ids, scale_reward=config.scale_reward,
+            scale_factor=config.scale_factor,
+        )  # fmt: skip
+        paired = PairScores(pairs["prompt_id"].to_numpy(), pair_scores) if pairs is not None and len(pairs) else None
+        result = teacher_metrics(
+            columns, prompt_ids, paired, unbiased=config.unbiased, confidence=config.confidence,
+            num_resamples=config.num_resamples,
+        )  # fmt: skip
         separated = all(result["ranking"]["adjacent_separated"])
         if config.budget == "fixed" or separated or used == len(order):
             break
+    result["samples_per_prompt"] = k
+    if "finished" in current.columns:
+        result["finished_share"] = float(current["finished"].astype(bool).mean())
     result["specs"] = specs
     result["budget"] = {
         "mode": config.budget,
         "rounds": rounds,
         "prompts": int(used),
-        "samples_per_reward_model": int(used * config.samples_per_prompt),
+        "samples_per_reward_model": len(current),
         "ranking_separated": separated,
     }
     if state.is_main_process:
-        write_outputs(config, inputs, result, current, scores, columns)
+        write_outputs(config, result, current, scores, columns)
     return result
 
 
-def _named(spec: str) -> tuple[str, str]:
-    name, target = parse_reward_spec(spec)
-    if name == TRUTH:
-        raise ValueError(f"--reward-model {spec!r}: the name {TRUTH!r} is reserved for --ground-truth")
-    return name, target
-
-
-def score_pairs(
-    pairs: pd.DataFrame, rewards: dict[str, Reward], state: Any
-) -> dict[str, dict[Any, tuple[float, float]]]:
-    """Scores every off-policy pair's chosen and rejected response: ``{name: {prompt_id: (chosen, rejected)}}``.
-
-    The ground truth's own labels (``score_chosen``/``score_rejected``) are used when the pairs file has them, as
-    the paper labels pairs by the relabeling scores.
-    """
-    prompt_ids = pairs["prompt_id"].tolist()
-    out: dict[str, dict[Any, tuple[float, float]]] = {}
-    for name, reward in rewards.items():
-        if name == TRUTH and {"score_chosen", "score_rejected"} <= set(pairs.columns):
-            chosen = pairs["score_chosen"].to_numpy(dtype=np.float64)
-            rejected = pairs["score_rejected"].to_numpy(dtype=np.float64)
-        else:
-            prompts = pairs["prompt"].tolist()
-            chosen, rejected = (
-                score_rows(
-                    reward, prompts, pairs[side].astype(str).tolist(), pairs[["prompt_id"]].assign(pair=side), state
-                )
-                for side in ("chosen", "rejected")
-            )
-        out[name] = dict(zip(prompt_ids, zip(chosen.tolist(), rejected.tolist(), strict=True), strict=True))
-    return out
-
-
-@dataclass(frozen=True)
-class RewardColumn:
-    """One reward as training will see it: ``values`` already normalized, and how they were made."""
-
-    base: str
-    raw: np.ndarray  # [num_prompts, num_samples], as the reward gives it
-    values: np.ndarray  # [num_prompts, num_samples], normalized (and scaled for a _scaled column)
-    stats: NormalizationStats
-    scaled: bool
-
-
-def training_rewards(
+def _score_all(
     config: EvaluateConfig,
+    specs: dict[str, str],
     samples: pd.DataFrame,
-    scores: dict[str, np.ndarray],
-    scaled_ids: np.ndarray,
-    scale_reward: list[str],
-) -> dict[str, RewardColumn]:
-    """Normalizes every reward by its own initial-policy statistics (Section 3) and adds the ``_scaled`` columns.
-
-    The paper's perfectly accurate, low-variance reward model multiplies the *normalized* reward of a seeded half of
-    the prompts by 0.001, so its reward variance here is that of the reward used in training; normalizing it again
-    would undo the construction.
-    """
-    num_prompts = samples["prompt_id"].nunique()
-    prompt_ids = samples["prompt_id"].to_numpy()[:: config.samples_per_prompt]
-    columns: dict[str, RewardColumn] = {}
-    for name, flat in scores.items():
-        raw = matrix(flat, num_prompts)
-        stats = fit_normalization(raw)
-        columns[name] = RewardColumn(name, raw, normalize(raw, stats), stats, scaled=False)
-    for name in scale_reward:
-        base = columns[name]
-        rows = np.flatnonzero(np.isin(prompt_ids, scaled_ids))
-        values = scale_prompts(base.values, rows, config.scale_factor)
-        # Its "raw" reward is the scaled, normalized one: that is the reward as it exists (and is stored).
-        columns[f"{name}_scaled"] = RewardColumn(name, values, values, base.stats, scaled=True)
-    if TRUTH in columns:  # the ground truth last, as the paper's tables
-        columns[TRUTH] = columns.pop(TRUTH)
-    return columns
-
-
-def compute_metrics(
-    config: EvaluateConfig,
-    samples: pd.DataFrame,
-    columns: dict[str, RewardColumn],
-    pair_scores: dict[str, dict[Any, tuple[float, float]]],
-) -> dict[str, Any]:
-    """Every reward model's metrics (the paper's Table 1 analogue) and the teacher ranking."""
-    prompt_ids = samples["prompt_id"].to_numpy()[:: config.samples_per_prompt]
-    truth = columns[TRUTH].raw if TRUTH in columns else None
-    ci: dict[str, Any] = {"confidence": config.confidence, "num_resamples": config.num_resamples}
-    entries: dict[str, dict[str, Any]] = {}
-    off_correct: dict[str, np.ndarray] = {}
-    for name, column in columns.items():
-        variance = (
-            (lambda r: float(reward_variance(r, unbiased=config.unbiased).mean()))
-            if column.scaled
-            else (lambda r: normalized_variance(r, unbiased=config.unbiased))
+    pairs: pd.DataFrame | None,
+    pair_scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    state: Any,
+) -> dict[str, np.ndarray]:
+    """Scores every sample with every reward, loading one reward model at a time (score, free, load the next), so
+    peak memory is about the policy plus the largest reward model. Scores are cached in ``--out/cache`` per reward
+    and per content fingerprint (a model retrained in place is scored again); pairs are scored once per run."""
+    extra = extra_columns(samples)
+    scores: dict[str, np.ndarray] = {}
+    for name, target in tqdm(specs.items(), desc="scoring", disable=not config.progress, leave=False):
+        fingerprint = f"{target}#{reward_fingerprint(target)}"
+        path = config.out / "cache" / f"scores-{name}.parquet"
+        spec_path = path.with_suffix(".spec")
+        cached = pd.DataFrame({"prompt_id": [], "sample_id": [], "reward": []})
+        if path.exists() and spec_path.exists() and spec_path.read_text() == fingerprint:
+            cached = pd.read_parquet(path)
+        keys = samples[["prompt_id", "sample_id"]]
+        merged = keys.merge(cached, on=["prompt_id", "sample_id"], how="left")
+        todo = merged["reward"].isna().to_numpy()
+        needs_pairs = pairs is not None and len(pairs) and name not in pair_scores
+        if not todo.any() and not needs_pairs:
+            scores[name] = merged["reward"].to_numpy(dtype=np.float64)
+            continue
+        reward = load_reward(
+            f"{name}={target}",
+            device=config.device,
+            trust_remote_code=config.trust_remote_code,
+            argument="--ground-truth" if name == TRUTH else "--reward-model",
         )
-        entry: dict[str, Any] = {
-            "reward_variance": bootstrap_ci(variance, column.values if column.scaled else column.raw, **ci).to_dict(),
-            "raw_reward_variance": bootstrap_ci(
-                np.mean, reward_variance(column.raw, unbiased=config.unbiased), **ci
-            ).to_dict(),
-            "zero_variance_prompts": float(np.mean(reward_variance(column.raw) < 1e-12)),
-            "normalization": column.stats.to_dict(),
-            "normalization_per_prompt_std": fit_normalization(column.raw, method="per_prompt_std").to_dict(),
-            "scaled": column.scaled,
-        }
-        if truth is not None:
-            entry["on_policy_accuracy"] = bootstrap_ci(np.mean, accuracy(column.values, truth), **ci).to_dict()
-        present = [pid for pid in prompt_ids if pid in pair_scores.get(column.base, {})]
-        if present and TRUTH in pair_scores:
-            # Scaling a prompt's rewards by a positive factor keeps the order of its pair: same as the base model.
-            proxy = np.array([pair_scores[column.base][pid] for pid in present])
-            gold = np.array([pair_scores[TRUTH][pid] for pid in present])
-            correct = off_policy_accuracy(proxy[:, 0], proxy[:, 1], gold[:, 0], gold[:, 1])
-            per_prompt = np.full(len(prompt_ids), np.nan)
-            per_prompt[np.isin(prompt_ids, present)] = correct
-            off_correct[name] = per_prompt
-            entry["off_policy_accuracy"] = bootstrap_ci(np.mean, correct, **ci).to_dict()
-            entry["off_policy_pairs"] = len(correct)
-        if "on_policy_accuracy" in entry and "off_policy_accuracy" in entry:
-            both = (entry["on_policy_accuracy"]["estimate"] + entry["off_policy_accuracy"]["estimate"]) / 2
-            entry["on_and_off_policy_accuracy"] = both
-            entry["reward_variance_and_accuracy"] = (entry["reward_variance"]["estimate"] + both) / 2
-        entries[name] = entry
-    ranking = rank_teachers(
-        {n: c.values for n, c in columns.items() if n != TRUTH},
-        truth,
-        off_correct or None,
-        unbiased=config.unbiased,
-        **ci,
+        if todo.any():
+            subset = samples[todo]
+            merged.loc[todo, "reward"] = score_rows(
+                reward, subset["prompt"].tolist(), subset["completion"].tolist(),
+                subset[["prompt_id", "sample_id"]], state, {k: [v[i] for i in np.flatnonzero(todo)]
+                                                            for k, v in extra.items()},
+            )  # fmt: skip
+            if state.is_main_process:
+                write_parquet_atomic(merged, path)
+                write_text_atomic(spec_path, fingerprint)
+        if needs_pairs:
+            assert pairs is not None
+            pair_scores[name] = _score_pairs(name, reward, pairs, state)
+        del reward
+        gc.collect()
+        scores[name] = merged["reward"].to_numpy(dtype=np.float64)
+    return scores
+
+
+def _score_pairs(name: str, reward: Reward, pairs: pd.DataFrame, state: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of each off-policy pair's chosen and rejected response, ``[num_pairs]`` each. The ground truth's own
+    labels (``score_chosen``/``score_rejected``) are used when the pairs file has them, as the paper labels pairs by
+    the relabeling scores."""
+    if name == TRUTH and {"score_chosen", "score_rejected"} <= set(pairs.columns):
+        return pairs["score_chosen"].to_numpy(np.float64), pairs["score_rejected"].to_numpy(np.float64)
+    prompts = pairs["prompt"].tolist()
+    chosen, rejected = (
+        score_rows(reward, prompts, pairs[side].tolist(), pairs[["prompt_id"]].assign(pair=side), state)
+        for side in ("chosen", "rejected")
     )
-    return {
-        "num_prompts": len(prompt_ids),
-        "samples_per_prompt": config.samples_per_prompt,
-        "variance_estimator": "unbiased (K-1)" if config.unbiased else "population (Definition 2)",
-        "reward_models": entries,
-        "ranking": ranking.to_dict(),
-    }
+    return chosen, rejected
 
 
 def write_outputs(
     config: EvaluateConfig,
-    inputs: Inputs,
     result: dict[str, Any],
     samples: pd.DataFrame,
     scores: dict[str, np.ndarray],
@@ -532,7 +431,7 @@ def write_outputs(
     (normalized, then scaled), so ``rmteacher metrics samples.parquet --truth ground_truth --prenormalized
     NAME_scaled`` reproduces ``metrics.json``.
     """
-    from rmteacher.report_eval import render_markdown, scatter_variance_accuracy
+    from rmteacher.report.evaluate import render_markdown, scatter_variance_accuracy
 
     table = samples.copy()
     for name, values in scores.items():
@@ -541,27 +440,8 @@ def write_outputs(
         if column.scaled:
             table[name] = column.values.ravel()
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    resolved["resolved_inputs"] = {
-        k: (None if v is None else str(v) if not isinstance(v, list) else v) for k, v in asdict(inputs).items()
-    }
     write_json_atomic(config.out / "config.json", resolved)
-    _write_parquet(table, config.out / "samples.parquet")
+    write_parquet_atomic(table, config.out / "samples.parquet")
     write_json_atomic(config.out / "metrics.json", result)
     write_text_atomic(config.out / "metrics.md", render_markdown(result))
     scatter_variance_accuracy(result, config.out / "variance_vs_accuracy.png")
-
-
-def run_evaluate(config: EvaluateConfig) -> str:
-    """The CLI's entry: runs :func:`evaluate` and returns the markdown table to print (empty on ranks > 0)."""
-    from accelerate import PartialState
-
-    from rmteacher.report_eval import render_markdown
-
-    result = evaluate(config)
-    if not PartialState().is_main_process:
-        return ""
-    return (
-        render_markdown(result)
-        + f"\nWrote {config.out}/: metrics.md, metrics.json, samples.parquet, "
-        + ("config.json, variance_vs_accuracy.png")
-    )

@@ -25,6 +25,9 @@ __all__ = [
     "TRUTH",
     "RewardMatrix",
     "TableError",
+    "check_prompt",
+    "load_pairs",
+    "load_prompts",
     "read_table",
     "require_columns",
     "reward_matrix",
@@ -239,3 +242,104 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+#: Roles of TRL's conversational format.
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def check_prompt(value: Any, *, where: str) -> str | list[dict[str, str]]:
+    """A prompt as TRL takes it: a non-empty string, or a conversation (list of ``{"role", "content"}`` messages
+    ending with a user turn). Parquet gives conversations back as arrays of dicts; they become lists. Nothing is
+    turned into its ``str()``.
+
+    Raises:
+        TableError: anything else, naming ``where`` and what was found.
+    """
+    if isinstance(value, str):
+        if not value.strip():
+            raise TableError(f"{where}: the prompt is empty")
+        return value
+    if isinstance(value, np.ndarray | list | tuple):
+        messages = []
+        for message in list(value):
+            if not isinstance(message, dict) or set(message) < {"role", "content"}:
+                raise TableError(
+                    f"{where}: a conversational prompt must be a list of {{'role', 'content'}} messages; got "
+                    f"{_plain(message)!r}"
+                )
+            role, content = message["role"], message["content"]
+            if role not in ROLES or not isinstance(content, str):
+                raise TableError(f"{where}: message {{'role': {role!r}, ...}} needs a role in {ROLES} and text content")
+            messages.append({"role": role, "content": content})
+        if not messages or messages[-1]["role"] != "user":
+            raise TableError(f"{where}: a conversational prompt must end with a user message")
+        return messages
+    raise TableError(
+        f"{where}: a prompt must be a string or a list of {{'role', 'content'}} messages; got {type(value).__name__} "
+        f"{_plain(value)!r}"
+    )
+
+
+def load_prompts(path: Path | str, column: str = "prompt", *, argument: str = "--prompts") -> pd.DataFrame:
+    """Reads a prompts table in TRL's formats: ``prompt_id`` (the row number when absent), ``prompt`` (from
+    ``column``: plain strings or conversations) and every other column as it is (e.g. ``answer``), which reaches
+    reward functions as keyword arguments, as TRL passes dataset columns.
+
+    Raises:
+        TableError: a missing column, a duplicate ``prompt_id``, an empty or malformed prompt (naming the row).
+    """
+    frame = read_table(path)
+    require_columns(frame, [column], where=f"{argument} {path}")
+    if PROMPT_ID not in frame.columns:
+        frame = frame.assign(**{PROMPT_ID: np.arange(len(frame))})
+    if frame[PROMPT_ID].duplicated().any():
+        duplicate = frame.loc[frame[PROMPT_ID].duplicated(), PROMPT_ID].iloc[0]
+        raise TableError(f"{argument} {path}: prompt_id {_plain(duplicate)!r} appears more than once")
+    prompts = [
+        check_prompt(value, where=f"{argument} {path}: row {row + 1}, column {column!r}")
+        for row, value in enumerate(frame[column].tolist())
+    ]
+    extra = frame.drop(columns=[c for c in (column, "prompt") if c in frame.columns]).reset_index(drop=True)
+    out = extra.assign(prompt=pd.Series(prompts, dtype=object))
+    return out[[PROMPT_ID, "prompt", *[c for c in extra.columns if c != PROMPT_ID]]]
+
+
+def load_pairs(path: Path | str, prompts: pd.DataFrame | None = None, *, argument: str = "--pairs") -> pd.DataFrame:
+    """Reads preference pairs: ``chosen``, ``rejected`` and the prompt, either as a ``prompt`` column or through a
+    ``prompt_id`` into ``prompts``. Every pair is kept: several pairs of one prompt are all used.
+
+    Returns ``prompt_id``, ``prompt``, ``chosen``, ``rejected`` (and ``score_chosen``/``score_rejected`` when given).
+
+    Raises:
+        TableError: a missing column, a pair whose ``prompt_id`` is not among ``prompts``, an empty response.
+    """
+    frame = read_table(path)
+    where = f"{argument} {path}"
+    require_columns(frame, ["chosen", "rejected"], where=where)
+    if prompts is not None and PROMPT_ID in frame.columns:
+        unknown = ~frame[PROMPT_ID].isin(prompts[PROMPT_ID])
+        if unknown.any():
+            raise TableError(
+                f"{where}: {int(unknown.sum())} pair(s) refer to prompt_ids not in the prompts, e.g. "
+                f"{_plain(frame.loc[unknown, PROMPT_ID].iloc[0])!r}"
+            )
+        frame = frame.drop(columns=["prompt"], errors="ignore").merge(
+            prompts[[PROMPT_ID, "prompt"]], on=PROMPT_ID, how="left"
+        )
+    else:
+        require_columns(frame, ["prompt"], where=where)
+        if PROMPT_ID not in frame.columns:
+            frame = frame.assign(**{PROMPT_ID: np.arange(len(frame))})
+        frame["prompt"] = [
+            check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())
+        ]
+    for side in ("chosen", "rejected"):
+        bad = frame[side].isna().to_numpy()
+        if bad.any():
+            raise TableError(f"{where}: row {int(np.argmax(bad)) + 1} has no {side!r}")
+        if not all(isinstance(v, str) for v in frame[side]):
+            raise TableError(f"{where}: column {side!r} must hold response texts (strings)")
+    columns = [PROMPT_ID, "prompt", "chosen", "rejected"]
+    columns += [c for c in ("score_chosen", "score_rejected") if c in frame.columns]
+    return frame[columns].reset_index(drop=True)

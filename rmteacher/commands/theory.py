@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rmteacher.options import option
+from rmteacher.rundir import open_run
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 Experiment = Literal["all", "variance", "accuracy", "constructions", "best-of-n", "practice"]
@@ -43,6 +44,9 @@ class TheoryConfig:
     rloo_k: int = option(2, help="samples per prompt of RLOO in the practice experiment")
     rloo_runs: int = option(16, help="RLOO seeds in the practice experiment")
     kl_coef: float = option(0.0, help="KL coefficient lambda of the practice experiment")
+    overwrite: bool = option(
+        False, help="replace the theory run --out holds with other options (only what it wrote is deleted)"
+    )
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.gamma) and 0 < self.gamma < 1):
@@ -71,12 +75,25 @@ class TheoryConfig:
 
 def run_theory(config: TheoryConfig) -> str:
     """Runs the chosen experiments, writes their files under ``config.out`` and returns a short report to print."""
-    # Imported here so that `rmteacher --help` does not pay for matplotlib.
+    out = config.out
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
+    identity = {k: v for k, v in options.items() if k not in ("out", "overwrite")}
+    # The same options again recompute the same numbers (every experiment is seeded), so they need no --resume.
+    with open_run(
+        out, command="theory", identity=identity, resume=False, overwrite=config.overwrite, outputs=OUTPUTS,
+        rerun_continues=True,
+    ):  # fmt: skip
+        write_json_atomic(out / "config.json", options)
+        return _run(config, out)
+
+
+#: Top-level entries a theory run writes.
+OUTPUTS = ("*.png", "*.csv", "summary.md")
+
+
+def _run(config: TheoryConfig, out: Path) -> str:
     from rmteacher.theory import experiments, report
 
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {k: v for k, v in dataclasses.asdict(config).items()})
     chosen = EXPERIMENTS if config.experiment == "all" else (config.experiment,)
     sections = []
     lines = []

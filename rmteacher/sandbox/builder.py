@@ -60,6 +60,17 @@ class _Plan:
     samples_per_prompt: int
 
 
+#: How the sandbox's initial policy is fine-tuned (and `rmteacher sft`'s defaults): a 190k-parameter model from
+#: scratch needs a large learning rate to learn in a few hundred steps.
+SFT_RECIPE: dict[str, Any] = {
+    "learning_rate": 5e-3,
+    "batch_size": 64,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.05,
+    "max_length": 64,
+}
+
+
 def _plan(size: Size) -> _Plan:
     if size == "small":  # for quick tests elsewhere: same pipeline, about half the time; a less trained policy
         return _Plan(200, 50, 2000, 120, 50, 10)
@@ -105,8 +116,10 @@ def default_cache_dir() -> Path:
 def _code_digest() -> str:
     """Digest of the code a build depends on: this package, the SFT function and the pinned libraries."""
     digest = hashlib.sha256(f"format {FORMAT_VERSION}".encode())
-    training = Path(__file__).parents[1] / "training"
-    sources = [*sorted(Path(__file__).parent.glob("*.py")), training / "sft.py", training / "runs.py"]
+    package = Path(__file__).parents[1]
+    # The library code a build runs: this package, the SFT function, sampling and rendering, the variance metric.
+    library = ["training/sft.py", "training/runs.py", "sampling.py", "models.py", "metrics.py", "threads.py"]
+    sources = [*sorted(Path(__file__).parent.glob("*.py")), *(package / name for name in library)]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("torch", "transformers", "trl", "tokenizers"):
@@ -229,15 +242,7 @@ def _build_into(out: Path, *, key: str, seed: int, size: Size, progress: bool) -
     tokenizer.save_pretrained(out / "tokenizer")
     policy = new_policy(tokenizer, seed=seed)
     sft_options = SFTOptions(
-        learning_rate=5e-3,  # a 190k-parameter model from scratch needs a large LR to learn in a few hundred steps
-        max_steps=plan.sft_steps,
-        batch_size=64,
-        lr_scheduler="cosine",
-        warmup_ratio=0.05,
-        max_length=64,
-        seed=seed,
-        output_dir=out / "sft-scratch",
-        progress=progress,
+        **SFT_RECIPE, max_steps=plan.sft_steps, seed=seed, output_dir=out / "sft-scratch", progress=progress
     )
     conversations = [  # TRL's conversational prompt/completion format, rendered with the sandbox chat template
         {

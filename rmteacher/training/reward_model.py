@@ -27,12 +27,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from rmteacher.models import ModelLoadError, render_conversation
 from rmteacher.options import check_options, option
-from rmteacher.tables import TableError, read_table, require_columns, write_json_atomic
+from rmteacher.rundir import open_run
+from rmteacher.tables import load_pairs, write_json_atomic, write_parquet_atomic
+from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 from rmteacher.training.preferences import (
     MIX_SEED,
     ON_POLICY,
@@ -42,25 +43,23 @@ from rmteacher.training.preferences import (
     on_policy_rows,
 )
 from rmteacher.training.runs import (
-    CPU_THREADS_HELP,
-    cpu_threads,
-    last_checkpoint,
+    divergence_guard,
+    last_complete_checkpoint,
     library_progress,
     metrics_logger,
-    prepare_run_dir,
     progress_callback,
     resolved_config,
-    start_run_dir,
-    torch_threads,
 )
 from rmteacher.training.sft import Scheduler
 
+#: Top-level entries a train-rm run writes.
+OUTPUTS = ("model", "checkpoints", "metrics.jsonl", "preferences.parquet", "summary.json")
+
 __all__ = [
+    "OUTPUTS",
     "TrainRMConfig",
     "encode_preferences",
-    "load_pairs",
     "reward_model_from_causal_lm",
-    "run_train_rm",
     "train_reward_model",
 ]
 
@@ -156,49 +155,26 @@ class TrainRMConfig:
 
 
 def resolve_inputs(config: TrainRMConfig) -> dict[str, str]:
-    """Fills the policy, init model, pairs and ground truth the user left out from the sandbox task."""
-    on_policy = config.on_policy_fraction > 0
-    needs_sandbox = (
-        config.pairs is None
-        or (config.policy is None and config.init is None)
-        or (on_policy and (config.policy is None or config.ground_truth is None))
-    )
-    if not needs_sandbox:
-        policy = config.policy or ""
-        return {
-            "policy": policy,
-            "init": config.init or policy,
-            "pairs": str(config.pairs),
-            "ground_truth": config.ground_truth or "",
-        }
-    from rmteacher import sandbox
+    """The run's inputs: the reward model starts from ``--init``, or ``--policy`` (as the paper starts from the SFT
+    policy); on-policy pairs need ``--policy`` and ``--ground-truth``.
 
-    task = sandbox.build(progress=config.progress)
-    policy = config.policy or str(task.policy_dir)
+    Raises:
+        ValueError: what is missing, naming the flags.
+    """
+    on_policy = config.on_policy_fraction > 0
+    needed = [("--pairs", config.pairs), ("--init or --policy", config.init or config.policy)]
+    if on_policy:
+        needed += [("--policy (for on-policy pairs)", config.policy), ("--ground-truth", config.ground_truth)]
+    missing = [flag for flag, value in needed if not value]
+    if missing:
+        raise ValueError(f"train-rm needs {', '.join(missing)}")
+    policy = config.policy or ""
     return {
         "policy": policy,
         "init": config.init or policy,
-        "pairs": str(config.pairs or task.pairs),
-        "ground_truth": config.ground_truth or f"ground_truth={sandbox.GROUND_TRUTH}",
+        "pairs": str(config.pairs),
+        "ground_truth": config.ground_truth or "",
     }
-
-
-def load_pairs(path: Path | str) -> pd.DataFrame:
-    """Reads off-policy preference pairs: ``prompt``, ``chosen``, ``rejected`` (``prompt_id`` = row when absent).
-
-    Raises:
-        TableError: a missing column (naming those found and expected) or an empty prompt/response.
-    """
-    frame = read_table(path)
-    require_columns(frame, ["prompt", "chosen", "rejected"], where=f"--pairs {path}")
-    if "prompt_id" not in frame.columns:
-        frame = frame.assign(prompt_id=np.arange(len(frame)))
-    for column in ("prompt", "chosen", "rejected"):
-        bad = frame[column].isna().to_numpy()
-        if bad.any():
-            raise TableError(f"--pairs {path}: row {int(np.argmax(bad)) + 1} has no {column!r}")
-        frame[column] = frame[column].astype(str)
-    return frame.reset_index(drop=True)
 
 
 def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompts: list[str], ids: list[Any]) -> Any:
@@ -206,9 +182,9 @@ def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompt
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from rmteacher.evaluate import score_rows
     from rmteacher.models import load_policy, load_reward
     from rmteacher.sampling import sample_completions
+    from rmteacher.scoring import score_rows
 
     state = PartialState()
     if not inputs["ground_truth"]:
@@ -338,24 +314,24 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
     start = time.perf_counter()
     inputs = resolve_inputs(config)
     resolved = resolved_config("train-rm", config, inputs)
-    continuing = prepare_run_dir(config.out, resolved, resume=config.resume, overwrite=config.overwrite)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        start_run_dir(config.out, resolved, overwrite=config.overwrite)
-    state.wait_for_everyone()
-
-    with library_progress(config.progress), torch_threads(cpu_threads(config.cpu_threads)):
+    with (
+        open_run(
+            config.out, command="train-rm", identity=resolved["identity"], resume=config.resume,
+            overwrite=config.overwrite, outputs=OUTPUTS, is_main_process=state.is_main_process,
+        ) as run,
+        library_progress(config.progress),
+        torch_threads(cpu_threads(config.cpu_threads)),
+    ):  # fmt: skip
         # 1. The preference set, made once: a resumed run trains on the set it saved.
         pairs = load_pairs(inputs["pairs"])
         saved = config.out / "preferences.parquet"
-        if continuing and saved.is_file():
+        if run.resumed and saved.is_file():
             prefs = pd.read_parquet(saved)
         else:
             prefs = assemble_preferences(config, inputs, pairs)
             if state.is_main_process:
-                temporary = saved.with_name(f".{saved.name}.tmp")
-                prefs.to_parquet(temporary, index=False)
-                temporary.replace(saved)
+                write_json_atomic(config.out / "config.json", resolved["config"])
+                write_parquet_atomic(prefs, saved)
         state.wait_for_everyone()
 
         # 2. Tokens, as the reward will be scored; the model from the causal LM.
@@ -367,8 +343,8 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
             inputs["init"], tokenizer, seed=config.seed, trust_remote_code=config.trust_remote_code
         )
 
-        # 3. TRL's RewardTrainer as it is; our callbacks only log.
-        checkpoint = last_checkpoint(config.out / "checkpoints") if continuing else None
+        # 3. TRL's RewardTrainer as it is; our callbacks only log and stop a diverged run.
+        checkpoint = last_complete_checkpoint(config.out / "checkpoints", run) if run.resumed else None
         trainer = RewardTrainer(
             model=model,
             args=_reward_config(config),
@@ -380,6 +356,7 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
         if config.progress:
             trainer.add_callback(progress_callback("train-rm"))
         trainer.add_callback(metrics_logger(config.out / "metrics.jsonl", resumed_from=checkpoint))
+        trainer.add_callback(divergence_guard("train-rm"))
         trainer.train(resume_from_checkpoint=checkpoint)
 
         # 4. The model and its tokenizer, loadable with rmteacher.models.load_reward.
@@ -402,22 +379,3 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
     }
     write_json_atomic(config.out / "summary.json", summary)
     return summary
-
-
-def run_train_rm(config: TrainRMConfig) -> str:
-    """The CLI's entry: runs :func:`train_reward_model` and returns the lines to print (empty on ranks > 0)."""
-    summary = train_reward_model(config)
-    if not summary:
-        return ""
-    last = summary["last_log"]
-    metrics = (
-        f"; last logged loss {last['loss']:.4f}, accuracy {last.get('accuracy', float('nan')):.3f}" if last else ""
-    )
-    return (
-        f"train-rm: {summary['pairs']} pairs ({summary['on_policy_pairs']} on-policy, "
-        f"{summary['off_policy_pairs']} off-policy; {summary['tied_pairs_dropped']} tied on-policy pairs dropped, "
-        f"{summary['pairs_over_max_length']} over --max-length left out), {summary['steps']} steps in "
-        f"{summary['seconds']:.1f} s{metrics}\n"
-        f"Wrote {config.out}/: model/ (safetensors + tokenizer), preferences.parquet, metrics.jsonl, config.json, "
-        "summary.json"
-    )

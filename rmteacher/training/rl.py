@@ -19,7 +19,7 @@ Run: ``rmteacher rl --out runs/rl`` (the sandbox task) or ``rmteacher rl --algo 
 from __future__ import annotations
 
 import json
-import shutil
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,14 +28,21 @@ from typing import Any, Literal
 import numpy as np
 
 from rmteacher.metrics import NormalizationStats, fit_normalization, select_prompts
-from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec, render_conversation
+from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec
 from rmteacher.options import check_options, option
-from rmteacher.sampling import Completion, sample_completions
-from rmteacher.tables import write_json_atomic
+from rmteacher.rundir import open_run, read_jsonl
+from rmteacher.scoring import extra_columns
+from rmteacher.tables import load_prompts, write_json_atomic
+from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
+from rmteacher.training.rl_eval import PROXY, TRUTH, PolicyEvaluator, append_jsonl, make_callbacks
+from rmteacher.training.runs import divergence_guard, last_complete_checkpoint
 
-__all__ = ["PolicyEvaluator", "RLConfig", "run_rl", "train_rl"]
+__all__ = ["OUTPUTS", "RLConfig", "train_rl"]
 
-PROXY, TRUTH = "proxy", "ground_truth"
+#: Top-level entries an rl run writes.
+OUTPUTS = ("checkpoint-*", "policy", "metrics.jsonl", "initial.json", "train.log", "runs")
+#: Columns rmteacher adds to TRL's dataset; the reward wrapper takes them out before calling a reward.
+_INTERNAL = ("prompt_id", "scaled", "user_prompt")
 
 
 @dataclass
@@ -44,17 +51,16 @@ class RLConfig:
 
     out: Path = option(help="run directory: config.json, metrics.jsonl, TensorBoard logs, checkpoints, policy/")
     algo: Literal["rloo", "grpo"] = option("rloo", help="TRL trainer: RLOOTrainer or GRPOTrainer (the paper: RLOO)")
-    policy: str | None = option(None, help="initial policy directory or hub id (default: the sandbox policy)")
-    reward_model: str | None = option(
-        None, help="training reward NAME=PATH_OR_CALLABLE (default: the sandbox's ground truth as `perfect`)"
-    )
-    ground_truth: str | None = option(
-        None, help="ground-truth reward, logged with weight 0 (default: the sandbox's); 'none' to skip"
-    )
+    policy: str | None = option(None, help="initial policy directory or hub id")
+    reward_model: str | None = option(None, help="training reward NAME=PATH_OR_CALLABLE")
+    ground_truth: str | None = option(None, help="ground-truth reward, logged with weight 0 (optional)")
     prompts: Path | None = option(
-        None, help="training prompts S, JSONL/CSV/Parquet with a prompt column (default: sandbox)"
+        None,
+        help="training prompts S: JSONL/CSV/Parquet/datasets dir, plain or conversational; other columns reach "
+        "the rewards as keyword arguments",
     )
-    eval_prompts: Path | None = option(None, help="fixed evaluation prompts (default: the sandbox's eval prompts)")
+    eval_prompts: Path | None = option(None, help="fixed evaluation prompts (same format as --prompts)")
+    prompt_column: str = option("prompt", help="column of --prompts/--eval-prompts holding the prompt")
     normalization: Path | None = option(
         None,
         help="an `rmteacher evaluate` run directory of this policy whose statistics normalize the rewards "
@@ -77,11 +83,12 @@ class RLConfig:
     loss_type: str | None = option(None, help="GRPO loss_type passed to TRL (default: TRL's)")
     use_vllm: bool = option(False, help="TRL's vLLM generation (GPU only; needs `pip install trl[vllm]`)")
     seed: int = option(0, help="seed of training, evaluation sampling and data order")
+    cpu_threads: int = option(1, help=CPU_THREADS_HELP)
     trust_remote_code: bool = option(False, help="allow models' own Python code")
     resume: bool = option(
         False, help="continue an interrupted run from its last checkpoint (or start if --out is empty); logs appended"
     )
-    overwrite: bool = option(False, help="delete what --out holds and start over")
+    overwrite: bool = option(False, help="delete the run --out holds (only what it wrote) and start over")
     progress: bool = option(True, help="progress bars on stderr")
 
     def __post_init__(self) -> None:
@@ -92,7 +99,10 @@ class RLConfig:
             (self.samples_per_prompt >= 2, f"--samples-per-prompt must be >= 2 (a baseline needs two); got "
              f"{self.samples_per_prompt}"),
             (self.prompts_per_step >= 1, f"--prompts-per-step must be >= 1; got {self.prompts_per_step}"),
-            (self.learning_rate > 0, f"--learning-rate must be > 0; got {self.learning_rate}"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0,
+             f"--learning-rate must be a finite number > 0; got {self.learning_rate}"),
+            (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
+            (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
             (self.temperature > 0, f"--temperature must be > 0; got {self.temperature}"),
             (self.max_steps >= 1, f"--max-steps must be >= 1; got {self.max_steps}"),
@@ -118,24 +128,14 @@ class RLInputs:
 
 
 def resolve_inputs(config: RLConfig) -> RLInputs:
-    """Fills what the user left out from the sandbox task (built once and cached)."""
-    given = config.policy and config.reward_model and config.prompts and config.eval_prompts
-    truth = None if (config.ground_truth or "").lower() == "none" else config.ground_truth
-    if given:
-        assert config.policy and config.reward_model and config.prompts and config.eval_prompts
-        return RLInputs(config.policy, config.reward_model, truth, config.prompts, config.eval_prompts)
-    from rmteacher import sandbox
-
-    task = sandbox.build(progress=config.progress)
-    if config.ground_truth is None:
-        truth = sandbox.GROUND_TRUTH
-    return RLInputs(
-        policy=config.policy or str(task.policy_dir),
-        reward_model=config.reward_model or f"perfect={sandbox.GROUND_TRUTH}",
-        ground_truth=truth,
-        prompts=config.prompts or task.train_prompts,
-        eval_prompts=config.eval_prompts or task.eval_prompts,
-    )
+    """The run's inputs. Raises ``ValueError`` naming what is missing (the command line fills the sandbox's)."""
+    needed = {"--policy": config.policy, "--reward-model": config.reward_model, "--prompts": config.prompts,
+              "--eval-prompts": config.eval_prompts}  # fmt: skip
+    missing = [flag for flag, value in needed.items() if not value]
+    if missing:
+        raise ValueError(f"rl needs {', '.join(missing)}")
+    assert config.policy and config.reward_model and config.prompts and config.eval_prompts
+    return RLInputs(config.policy, config.reward_model, config.ground_truth, config.prompts, config.eval_prompts)
 
 
 def load_normalization(run_dir: Path, policy: str, name: str, target: str) -> NormalizationStats:
@@ -148,8 +148,14 @@ def load_normalization(run_dir: Path, policy: str, name: str, target: str) -> No
     if not metrics_path.exists() or not config_path.exists():
         raise ValueError(f"--normalization {run_dir}: not an `rmteacher evaluate` run (metrics.json not found)")
     metrics = json.loads(metrics_path.read_text())
-    evaluated_policy = json.loads(config_path.read_text())["resolved_inputs"]["policy"]
-    if evaluated_policy != policy:
+    try:
+        evaluated_policy = json.loads(config_path.read_text())["policy"]
+        metrics["reward_models"]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"--normalization {run_dir}: a damaged evaluate run ({type(error).__name__}: {error})"
+        ) from None
+    if not _same_model(evaluated_policy, policy):
         raise ValueError(
             f"--normalization {run_dir}: statistics of policy {evaluated_policy!r}, but this run trains {policy!r}; "
             "the normalization must come from the initial policy being trained"
@@ -159,23 +165,39 @@ def load_normalization(run_dir: Path, policy: str, name: str, target: str) -> No
         raise ValueError(
             f"--normalization {run_dir}: no reward model {name!r}; it has {', '.join(metrics['reward_models'])}"
         )
-    if specs.get(name, target) != target:
+    if not _same_model(specs.get(name, target), target):
         raise ValueError(
             f"--normalization {run_dir}: reward model {name!r} there is {specs[name]!r}, but this run trains with "
             f"{target!r}"
         )
-    stats = metrics["reward_models"][name]["normalization"]
-    return NormalizationStats(**stats)
+    stats = NormalizationStats(**metrics["reward_models"][name]["normalization"])
+    if not (math.isfinite(stats.mean) and math.isfinite(stats.std) and stats.std > 0):
+        raise ValueError(f"--normalization {run_dir}: reward {name!r} has unusable statistics {stats.to_dict()}")
+    return stats
+
+
+def _same_model(a: str | None, b: str | None) -> bool:
+    """Whether two policy or reward targets name the same thing: equal, or the same local path (``./m`` is ``m``)."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    first, second = Path(a).expanduser(), Path(b).expanduser()
+    return first.exists() and second.exists() and first.resolve() == second.resolve()
 
 
 # ---------------------------------------------------------------------------------------------------- rewards
 
 
-def _text(message_or_text: Any) -> str:
-    """A prompt or completion as TRL passes it (a string, or a list of chat messages) as plain text."""
-    if isinstance(message_or_text, str):
-        return message_or_text
-    return str(message_or_text[-1]["content"])
+def _completion_text(completion: Any) -> str:
+    """A completion as TRL passes it (a string, or the list holding the assistant's message) as its text."""
+    if isinstance(completion, str):
+        return completion
+    return str(completion[-1]["content"])
+
+
+#: Keyword arguments TRL adds to every reward call (not the dataset's columns).
+_TRL_KWARGS = ("completion_ids", "trainer_state", "log_metric", "log_extra")
 
 
 def training_reward(
@@ -193,7 +215,11 @@ def training_reward(
         scaled: Sequence[bool],
         **kwargs: Any,
     ) -> list[float]:
-        raw = reward.score([_text(p) for p in prompts], [_text(c) for c in completions], **kwargs)
+        # The reward sees the user's prompt as the dataset gave it (a string or a conversation) and the completion's
+        # text, as in `rmteacher evaluate`; the prompts table's other columns are its keyword arguments, per sample.
+        user_prompts = kwargs.pop("user_prompt", prompts)
+        columns = {k: v for k, v in kwargs.items() if k not in _INTERNAL and k not in _TRL_KWARGS}
+        raw = reward.score(list(user_prompts), [_completion_text(c) for c in completions], **columns)
         bad = ~np.isfinite(raw)
         if bad.any():
             i = int(np.argmax(bad))
@@ -201,7 +227,7 @@ def training_reward(
             step = "?" if state is None else state.global_step + 1
             raise RewardError(
                 f"reward {reward.name!r} returned {raw[i]} at step {step} for prompt_id={prompt_id[i]!r} "
-                f"(completion {_text(completions[i])!r}); training stopped, the last checkpoint is kept"
+                f"(completion {_completion_text(completions[i])!r}); training stopped, the last checkpoint is kept"
             )
         values = (raw - stats.mean) / stats.std
         values = np.where(np.asarray(scaled, dtype=bool), values * factor, values)
@@ -214,201 +240,46 @@ def training_reward(
     return reward_fn
 
 
-# ------------------------------------------------------------------------------------------------ evaluation
-
-
-@dataclass
-class PolicyEvaluator:
-    """Samples the policy on a fixed prompt set and measures proxy and ground-truth reward and the KL to the start.
-
-    Rewards are normalized by the initial statistics (and the proxy scaled like in training), so the increase is in
-    units of the initial policy's reward std, the paper's Figure 2. The KL is the k1 estimate
-    ``mean over samples of sum_t (log pi(y_t) - log pi_0(y_t))`` on the sampled tokens, Figure 4's x axis.
-    The sampling seed is the same at every evaluation (common random numbers) and the global RNG is restored.
-    """
-
-    tokenizer: Any
-    reference: Any
-    prompts: list[str]
-    scaled: np.ndarray  # [num_prompts] bool
-    proxy: Reward
-    truth: Reward | None
-    samples_per_prompt: int
-    max_new_tokens: int
-    temperature: float
-    scale_factor: float
-    seed: int
-
-    def sample(self, model: Any) -> tuple[list[Completion], np.ndarray, np.ndarray | None]:
-        """Samples and returns (completions, proxy raw [P, K], truth raw [P, K] or None)."""
-        import torch
-
-        training = model.training
-        model.eval()
-        with torch.random.fork_rng(devices=[]):
-            completions = sample_completions(
-                model, self.tokenizer, self.prompts, samples_per_prompt=self.samples_per_prompt,
-                max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed, progress=False,
-            )  # fmt: skip
-        model.train(training)
-        prompts = [self.prompts[c.prompt_index] for c in completions]
-        texts = [c.text for c in completions]
-        shape = (len(self.prompts), self.samples_per_prompt)
-        proxy = self._score(self.proxy, prompts, texts).reshape(shape)
-        truth = None if self.truth is None else self._score(self.truth, prompts, texts).reshape(shape)
-        return completions, proxy, truth
-
-    def _score(self, reward: Reward, prompts: list[str], texts: list[str]) -> np.ndarray:
-        values = reward.score(prompts, texts)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise RewardError(
-                f"reward {reward.name!r} returned {values[i]} on evaluation prompt {prompts[i]!r}, sample "
-                f"{i % self.samples_per_prompt} (completion {texts[i]!r}); rewards must be finite"
-            )
-        return values
-
-    def kl(self, model: Any, completions: list[Completion]) -> float:
-        """k1 estimate of KL(pi || pi_0) per sequence on the sampled completions."""
-        import torch
-
-        device = next(model.parameters()).device
-        prompt_ids = [
-            self.tokenizer(render_conversation(self.tokenizer, p), add_special_tokens=False)["input_ids"]
-            for p in self.prompts
-        ]
-        sequences = [(prompt_ids[c.prompt_index], list(c.token_ids)) for c in completions if c.token_ids]
-        total, count = 0.0, 0
-        for start in range(0, len(sequences), 64):
-            batch = sequences[start : start + 64]
-            width = max(len(p) + len(c) for p, c in batch)
-            ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            target = torch.zeros_like(ids, dtype=torch.bool)
-            for row, (p, c) in enumerate(batch):
-                ids[row, : len(p) + len(c)] = torch.tensor(p + c)
-                mask[row, : len(p) + len(c)] = 1
-                target[row, len(p) : len(p) + len(c)] = True
-            ids, mask, target = ids.to(device), mask.to(device), target.to(device)
-            with torch.inference_mode():
-                logps = []
-                for m in (model, self.reference):
-                    logits = m(input_ids=ids, attention_mask=mask).logits[:, :-1].float() / self.temperature
-                    logps.append(torch.log_softmax(logits, -1).gather(2, ids[:, 1:, None]).squeeze(2))
-            per_token = (logps[0] - logps[1]) * target[:, 1:]
-            total += float(per_token.sum())
-            count += len(batch)
-        return total / max(count, 1)
-
-    def __call__(
-        self,
-        model: Any,
-        stats: dict[str, NormalizationStats],
-        sampled: tuple[list[Completion], np.ndarray, np.ndarray | None] | None = None,
-    ) -> dict[str, float]:
-        """The evaluation record; ``sampled`` reuses a :meth:`sample` of the same model."""
-        completions, proxy, truth = sampled if sampled is not None else self.sample(model)
-        proxy_norm = (proxy - stats[PROXY].mean) / stats[PROXY].std
-        proxy_norm[self.scaled] *= self.scale_factor
-        record = {"proxy_mean": float(proxy_norm.mean()), "proxy_raw_mean": float(proxy.mean())}
-        if truth is not None:
-            record["ground_truth_mean"] = float(((truth - stats[TRUTH].mean) / stats[TRUTH].std).mean())
-            record["ground_truth_raw_mean"] = float(truth.mean())
-        record["kl"] = self.kl(model, completions)
-        record["mean_length"] = float(np.mean([c.num_tokens for c in completions]))
-        return record
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def make_callbacks(
-    out: Path, evaluator: PolicyEvaluator, stats: dict[str, NormalizationStats], initial: dict[str, float],
-    eval_every: int, max_steps: int, is_main: Callable[[], bool],
-) -> list[Any]:  # fmt: skip
-    """The run's TRL callbacks: per-step metrics to metrics.jsonl, and the periodic policy evaluation."""
-    from transformers import TrainerCallback
-
-    class MetricsFile(TrainerCallback):
-        """Appends every log of the trainer to ``metrics.jsonl`` (never truncated; on resume the replayed steps
-        appear again and the last record of a step wins)."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if logs and is_main():
-                _append_jsonl(out / "metrics.jsonl", {"event": "train", "step": state.global_step, **logs})
-
-    class Evaluation(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
-            step = state.global_step
-            if not is_main() or not (step % eval_every == 0 or step == max_steps):
-                return
-            record: dict[str, Any] = {"event": "eval", "step": step, **evaluator(model, stats)}
-            record["proxy_increase"] = record["proxy_mean"] - initial["proxy_mean"]
-            if "ground_truth_mean" in record:
-                record["ground_truth_increase"] = record["ground_truth_mean"] - initial["ground_truth_mean"]
-            _append_jsonl(out / "metrics.jsonl", record)
-
-    return [MetricsFile(), Evaluation()]
-
-
-# ---------------------------------------------------------------------------------------------------- the run
-
-
-def _identity(config: RLConfig, inputs: RLInputs) -> dict[str, Any]:
-    ignored = {"resume", "overwrite", "progress", "max_steps", "out"}
-    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k not in ignored}
-    values["resolved_inputs"] = {k: (None if v is None else str(v)) for k, v in asdict(inputs).items()}
-    return values
-
-
-def prepare_run_dir(config: RLConfig, identity: dict[str, Any]) -> bool:
-    """Creates or checks ``--out``; returns whether a checkpoint to resume from exists."""
-    out = config.out
-    if config.overwrite and out.exists():
-        shutil.rmtree(out)
-    saved = out / "config.json"
-    if out.exists() and any(out.iterdir()):
-        if not saved.exists():
-            raise ValueError(f"--out {out}: not empty and not an rl run; pass --overwrite or another --out")
-        previous = json.loads(saved.read_text())
-        previous.pop("max_steps", None)
-        if {k: v for k, v in previous.items() if k in identity} != identity:
-            changed = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise ValueError(f"--out {out}: holds an rl run with different {', '.join(changed)}; pass --overwrite")
-        if not config.resume:
-            raise ValueError(f"--out {out}: holds a previous run; pass --resume to continue it or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(saved, {**identity, "max_steps": config.max_steps})
-    return any(out.glob("checkpoint-*"))
-
-
-def _read_prompts(path: Path) -> Any:
-    from rmteacher.evaluate import load_prompts
-
-    return load_prompts(path, "prompt")
-
-
 def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Runs RLOO/GRPO and writes the run directory; returns the first and last evaluation records.
 
     ``callbacks``: extra ``transformers.TrainerCallback`` objects for the trainer (e.g. your own logging).
     """
     from accelerate import PartialState
-    from datasets import Dataset
 
     state = PartialState()
     inputs = resolve_inputs(config)
-    has_checkpoint = False
-    if state.is_main_process:
-        has_checkpoint = prepare_run_dir(config, _identity(config, inputs))
-    state.wait_for_everyone()
-    has_checkpoint = any(config.out.glob("checkpoint-*"))
-    log = config.out / "train.log"
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    identity = {k: v for k, v in values.items() if k not in ("out", "resume", "overwrite", "progress", "cpu_threads")}
+    with (
+        open_run(
+            config.out, command="rl", identity=identity, resume=config.resume, overwrite=config.overwrite,
+            outputs=OUTPUTS, volatile=("max_steps",), is_main_process=state.is_main_process,
+        ) as run,
+        torch_threads(cpu_threads(config.cpu_threads)),
+    ):  # fmt: skip
+        return _train(config, inputs, run, state, values, callbacks)
 
-    # 1. Models and rewards.
+
+def _train(
+    config: RLConfig, inputs: RLInputs, run: Any, state: Any, values: dict[str, Any], callbacks: Sequence[Any]
+) -> dict[str, Any]:
+    from datasets import Dataset
+
+    # 1. Prompts: the training set with the scaled flag (chosen among all of S, as the paper), the evaluation set.
+    train = load_prompts(inputs.prompts, config.prompt_column)
+    if len(train) < config.prompts_per_step:
+        raise ValueError(
+            f"--prompts {inputs.prompts}: {len(train)} prompts cannot fill one step of --prompts-per-step "
+            f"{config.prompts_per_step}; lower --prompts-per-step or give more prompts"
+        )
+    scaled = np.zeros(len(train), dtype=bool)
+    scaled[select_prompts(len(train), config.scale_fraction, seed=config.scale_seed)] = True
+    eval_prompts = load_prompts(inputs.eval_prompts, config.prompt_column, argument="--eval-prompts")
+    eval_rows = np.sort(np.random.RandomState(config.seed).permutation(len(eval_prompts))[: config.eval_num_prompts])
+    eval_table = eval_prompts.iloc[eval_rows].reset_index(drop=True)
+
+    # 2. Models and rewards.
     policy, tokenizer = load_policy(inputs.policy, trust_remote_code=config.trust_remote_code)
     reference, _ = load_policy(inputs.policy, trust_remote_code=config.trust_remote_code)
     name, target = parse_reward_spec(inputs.reward_model)
@@ -420,14 +291,8 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
             trust_remote_code=config.trust_remote_code,
             argument="--ground-truth",
         )
-
-    # 2. Prompts: the training set with the scaled flag (chosen among all of S, as the paper), the evaluation set.
-    train = _read_prompts(inputs.prompts)
-    scaled = np.zeros(len(train), dtype=bool)
-    scaled[select_prompts(len(train), config.scale_fraction, seed=config.scale_seed)] = True
-    eval_prompts = _read_prompts(inputs.eval_prompts)
-    eval_rows = np.sort(np.random.RandomState(config.seed).permutation(len(eval_prompts))[: config.eval_num_prompts])
-    eval_table = eval_prompts.iloc[eval_rows]
+    if state.is_main_process:
+        write_json_atomic(config.out / "config.json", {"command": "rl", **values})
     # An evaluation prompt that is also a training prompt gets the training prompt's scale.
     scaled_ids = set(train["prompt_id"][scaled])
     evaluator = PolicyEvaluator(
@@ -435,9 +300,11 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
         scaled=eval_table["prompt_id"].isin(scaled_ids).to_numpy(), proxy=proxy, truth=truth,
         samples_per_prompt=config.eval_samples, max_new_tokens=config.max_new_tokens,
         temperature=config.temperature, scale_factor=config.scale_factor, seed=config.seed,
+        extra=extra_columns(eval_table),
     )  # fmt: skip
 
     # 3. Normalization statistics and the initial evaluation (step 0), saved so that a resumed run reuses them.
+    log = config.out / "train.log"
     initial_path = config.out / "initial.json"
     if initial_path.exists():
         saved = json.loads(initial_path.read_text())
@@ -457,17 +324,26 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
             if truth_raw is not None:
                 stats[TRUTH] = fit_normalization(truth_raw)
             source = f"fitted on the fly on the initial policy's {proxy_raw.size} evaluation samples"
+        for key, value in stats.items():
+            if not (math.isfinite(value.mean) and math.isfinite(value.std) and value.std > 0):
+                raise ValueError(
+                    f"rl: the {key} reward's normalization statistics are not usable (mean {value.mean}, std "
+                    f"{value.std}, {source}); rewards must be finite, vary, and stay within float range"
+                )
         initial = {"event": "eval", "step": 0, **evaluator(policy, stats, sampled), "proxy_increase": 0.0}
         if truth is not None:
             initial["ground_truth_increase"] = 0.0
         if state.is_main_process:
             write_json_atomic(initial_path, {"stats": {k: v.to_dict() for k, v in stats.items()}, "eval": initial,
                                              "normalization": source})  # fmt: skip
-            _append_jsonl(config.out / "metrics.jsonl", initial)
+            append_jsonl(config.out / "metrics.jsonl", initial)
             with log.open("a") as handle:
                 handle.write(
                     f"normalization {source}: " + json.dumps({k: v.to_dict() for k, v in stats.items()}) + "\n"
                 )
+    checkpoint = last_complete_checkpoint(config.out, run) if run.resumed else None
+    if state.is_main_process and run.resumed:
+        append_jsonl(config.out / "metrics.jsonl", {"event": "resume", "checkpoint": checkpoint, "notes": run.notes})
 
     # 4. TRL: the trainer as it is, fed our reward functions and callbacks.
     from rmteacher.trl import RewardVarianceCallback
@@ -478,12 +354,7 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
     ]
     if truth is not None:
         reward_funcs.append(training_reward(truth, stats[TRUTH], factor=1.0, name=TRUTH))
-    dataset = Dataset.from_list(
-        [
-            {"prompt": [{"role": "user", "content": text}], "prompt_id": str(pid), "scaled": bool(flag)}
-            for pid, text, flag in zip(train["prompt_id"], train["prompt"], scaled, strict=True)
-        ]
-    )
+    dataset = Dataset.from_list(trl_rows(train, scaled, tokenizer))
     args = trl_arguments(config, num_rewards=len(reward_funcs))
     trainer_cls = _trainer_class(config.algo)
     trainer = trainer_cls(
@@ -493,16 +364,37 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[monitor, *make_callbacks(config.out, evaluator, stats, initial, config.eval_every,
-                                            config.max_steps, lambda: state.is_main_process), *callbacks],
+                                            config.max_steps, lambda: state.is_main_process),
+                   divergence_guard("rl"), *callbacks],
     )  # fmt: skip
     _quiet_stdout(trainer, progress=config.progress and state.is_main_process)
-    trainer.train(resume_from_checkpoint=bool(config.resume and has_checkpoint) or None)
+    trainer.train(resume_from_checkpoint=checkpoint)
     if state.is_main_process:
         trainer.save_model(str(config.out / "policy"))
         tokenizer.save_pretrained(config.out / "policy")
-    records = [json.loads(line) for line in (config.out / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in records if r.get("event") == "eval"]
+    evals = [r for r in read_jsonl(config.out / "metrics.jsonl") if r.get("event") == "eval"]
     return {"final": evals[-1] if evals else initial, "initial": initial, "flat_warning_step": monitor.warned_at_step}
+
+
+def trl_rows(train: Any, scaled: np.ndarray, tokenizer: Any) -> list[dict[str, Any]]:
+    """TRL's dataset rows: the prompt in TRL's conversational format when the policy has a chat template, its
+    standard (plain text) format when it has none (Pythia), so TRL renders it as the policy expects; the user's own
+    prompt rides along for the rewards, with the table's other columns."""
+    from rmteacher.models import trl_prompt
+
+    extra = extra_columns(train)
+    rows = []
+    for i, (pid, prompt, flag) in enumerate(zip(train["prompt_id"], train["prompt"], scaled, strict=True)):
+        rows.append(
+            {
+                "prompt": trl_prompt(tokenizer, prompt),
+                "user_prompt": prompt,
+                "prompt_id": str(pid),
+                "scaled": bool(flag),
+                **{k: v[i] for k, v in extra.items()},
+            }
+        )
+    return rows
 
 
 def _quiet_stdout(trainer: Any, *, progress: bool) -> None:
@@ -576,24 +468,3 @@ def trl_arguments(config: RLConfig, *, num_rewards: int) -> Any:
     if config.loss_type is not None:
         common["loss_type"] = config.loss_type
     return GRPOConfig(**common)
-
-
-def run_rl(config: RLConfig) -> str:
-    """The CLI's entry: trains and returns a summary to print (empty on ranks > 0)."""
-    from accelerate import PartialState
-
-    result = train_rl(config)
-    if not PartialState().is_main_process:
-        return ""
-    final, initial = result["final"], result["initial"]
-    lines = [
-        f"{config.algo.upper()} for {config.max_steps} steps; rewards normalized by the initial policy's statistics.",
-        f"proxy reward increase: {final['proxy_increase']:+.3f} (step 0 -> {final['step']})",
-    ]
-    if "ground_truth_increase" in final:
-        lines.append(f"ground-truth reward increase: {final['ground_truth_increase']:+.3f}")
-    lines.append(f"KL to the initial policy: {final['kl']:.3f} (at step 0: {initial['kl']:.3f})")
-    if result["flat_warning_step"] is not None:
-        lines.append(f"flat objective warning at step {result['flat_warning_step']} (see the log)")
-    lines.append(f"Wrote {config.out}/: metrics.jsonl, config.json, initial.json, policy/, checkpoints, TensorBoard")
-    return "\n".join(lines)

@@ -1,8 +1,6 @@
-"""Run directories and process settings shared by the training commands (`sft`, `train-rm`).
-
-A run directory holds one run: its resolved ``config.json`` (a directory holding another run is refused unless
-``--resume`` or ``--overwrite``), an append-only ``metrics.jsonl``, and checkpoints to resume from. Training on a
-CPU uses few torch threads (``--cpu-threads``): on a busy 2-core machine two threads made each step 6-15x slower.
+"""What the training commands (`sft`, `train-rm`, `rl`) share around TRL's trainers: their resolved config and
+identity for the run directory (:mod:`rmteacher.rundir`), resuming from the last *complete* checkpoint, an
+append-only ``metrics.jsonl``, progress on stderr, and a guard that stops a diverged run.
 """
 
 from __future__ import annotations
@@ -10,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 import sys
 import time
@@ -18,20 +17,16 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from rmteacher.tables import write_json_atomic
+from rmteacher.rundir import RunDir, complete_checkpoints
 
 __all__ = [
-    "CPU_THREADS_HELP",
     "VOLATILE_OPTIONS",
-    "cpu_threads",
-    "last_checkpoint",
+    "divergence_guard",
+    "last_complete_checkpoint",
     "library_progress",
     "metrics_logger",
-    "prepare_run_dir",
     "progress_callback",
     "resolved_config",
-    "start_run_dir",
-    "torch_threads",
 ]
 
 
@@ -86,62 +81,31 @@ def progress_callback(desc: str) -> Any:
     return _Progress()
 
 
-VOLATILE_OPTIONS = ("out", "resume", "overwrite", "progress", "cpu_threads", "versions")
-
-
-def prepare_run_dir(out: Path, resolved: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
-    """Checks that ``out`` may hold this run; returns whether it continues an earlier run of the same identity.
-
-    Read-only, so every process of a multi-process launch can call it before the main one writes
-    (:func:`start_run_dir`). ``resolved`` is the run's ``config.json``: its ``command``, options and resolved inputs.
-
-    Raises:
-        ValueError: ``out`` holds files of something else, or a run with other options (naming them), or the same run
-            without ``--resume``/``--overwrite``.
-    """
-    if overwrite or not out.exists() or not any(out.iterdir()):
-        return False
-    command = resolved["command"]
-    saved = out / "config.json"
-    if not saved.is_file():
-        raise ValueError(
-            f"--out {out}: not empty and not an rmteacher {command} run; pass --overwrite or another --out"
-        )
-    previous = json.loads(saved.read_text())
-    if previous.get("command") != command:
-        raise ValueError(
-            f"--out {out}: holds an rmteacher {previous.get('command')!r} run, not {command!r}; "
-            "pass --overwrite or another --out"
-        )
-    keys = (set(previous) | set(resolved)) - set(VOLATILE_OPTIONS)
-    changed = sorted(k for k in keys if previous.get(k) != resolved.get(k))
-    if changed:
-        shown = ", ".join(f"{k} ({previous.get(k)!r} there, {resolved.get(k)!r} now)" for k in changed)
-        raise ValueError(f"--out {out}: holds a different run: {shown}; pass --overwrite or another --out")
-    if not resume:
-        raise ValueError(f"--out {out}: holds a previous run; pass --resume to continue it or --overwrite")
-    return True
-
-
-def start_run_dir(out: Path, resolved: dict[str, Any], *, overwrite: bool) -> None:
-    """Empties ``out`` when ``overwrite`` and writes ``config.json`` (main process only)."""
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    write_json_atomic(out / "config.json", resolved)
+VOLATILE_OPTIONS = ("out", "resume", "overwrite", "progress", "cpu_threads")
 
 
 def resolved_config(command: str, config: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``config.json`` of a run: the command, every option, the resolved inputs and the library versions."""
+    """A run's ``config`` (its ``config.json``: the command, every option, the resolved inputs, library versions)
+    and its ``identity`` (what its results depend on: the options but those that may change on resume, and the
+    inputs), for :func:`rmteacher.rundir.open_run`."""
     options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
     versions = {p: version(p) for p in ("torch", "transformers", "trl")}
-    return {"command": command, **options, "resolved_inputs": dict(inputs), "versions": versions}
+    full = {"command": command, **options, "resolved_inputs": dict(inputs), "versions": versions}
+    identity = {k: v for k, v in options.items() if k not in VOLATILE_OPTIONS}
+    return {"config": full, "identity": {**identity, "resolved_inputs": dict(inputs)}}
 
 
-def last_checkpoint(checkpoints: Path) -> str | None:
-    """The newest ``checkpoint-<step>`` directory the trainer saved in ``checkpoints``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+def last_complete_checkpoint(checkpoints: Path, run: RunDir) -> str | None:
+    """The newest complete ``checkpoint-<step>`` in ``checkpoints``, or None. Incomplete ones (a run killed while the
+    trainer wrote them) are deleted, as they are this run's own and the trainer could not resume from them; each is
+    named in ``run.notes``."""
+    if not checkpoints.is_dir():
+        return None
+    complete, incomplete = complete_checkpoints(checkpoints)
+    for torn in incomplete:
+        run.notes.append(f"skipped the incomplete checkpoint {torn.name} (a run killed while saving it)")
+        shutil.rmtree(torn)
+    return str(complete[-1]) if complete else None
 
 
 def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
@@ -170,34 +134,19 @@ def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
     return _MetricsLogger()
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Sets torch's intra-op threads for the block (None leaves them), then restores them.
+def divergence_guard(command: str) -> Any:
+    """A ``TrainerCallback`` stopping training with an error when a logged loss or gradient norm is not finite: the
+    weights would be NaN and every later number wrong. The message names the step and what to lower."""
+    from transformers import TrainerCallback
 
-    A model of a few hundred thousand parameters trains several times faster on one thread than on two busy cores
-    (the sandbox builder measured 60-73 ms against 430-1030 ms per step; sampling 1000 sequences took 0.4 s against
-    9-20 s), and the thread count changes float sums, so reproducing the sandbox policy bit for bit needs the
-    builder's single thread.
-    """
-    import torch
+    class _DivergenceGuard(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            for key in ("loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"{command}: training diverged at step {state.global_step} ({key} = {value}); the model "
+                        "was not saved. Lower --learning-rate"
+                    )
 
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-CPU_THREADS_HELP = (
-    "torch threads when training on a CPU: 1 is fastest for sandbox-sized models (2 threads on 2 busy cores were "
-    "up to 50x slower); raise it for larger models; 0 keeps torch's default"
-)
-
-
-def cpu_threads(threads: int) -> int | None:
-    """The torch thread count to set for a run: ``threads`` on a CPU-only machine, None (leave it) with CUDA or 0."""
-    import torch
-
-    return None if threads == 0 or torch.cuda.is_available() else threads
+    return _DivergenceGuard()

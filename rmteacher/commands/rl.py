@@ -1,0 +1,55 @@
+"""`rmteacher rl`: the command line of :mod:`rmteacher.training.rl` (sandbox defaults, the printed summary).
+
+Run: ``rmteacher rl --out runs/rl`` (the sandbox task: its policy trained on its ground truth) or
+``rmteacher rl --algo grpo --policy ./sft --reward-model rm=./rm --ground-truth gt=./gold --prompts train.jsonl
+--eval-prompts eval.jsonl --normalization runs/eval --out runs/rl`` (``accelerate launch`` for several processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
+from rmteacher.training.rl import RLConfig, train_rl
+
+__all__ = ["RLConfig", "run_rl"]
+
+
+def run_rl(config: RLConfig) -> str:
+    """Trains and returns a summary to print (empty on ranks > 0)."""
+    from accelerate import PartialState
+
+    given = {
+        "--policy": config.policy,
+        "--reward-model": config.reward_model,
+        "--ground-truth": config.ground_truth,
+        "--prompts": config.prompts,
+        "--eval-prompts": config.eval_prompts,
+    }
+    task = sandbox_if_nothing_given("rl", given, progress=config.progress)
+    if task is not None:
+        from rmteacher import sandbox
+
+        config = dataclasses.replace(
+            config,
+            policy=str(task.policy_dir),
+            reward_model=f"perfect={sandbox.GROUND_TRUTH}",
+            ground_truth=sandbox.GROUND_TRUTH,
+            prompts=task.train_prompts,
+            eval_prompts=task.eval_prompts,
+        )
+    result = train_rl(config)
+    if not PartialState().is_main_process:
+        return ""
+    final, initial = result["final"], result["initial"]
+    lines = [
+        f"{config.algo.upper()} for {config.max_steps} steps; rewards normalized by the initial policy's statistics.",
+        f"proxy reward increase: {final['proxy_increase']:+.3f} (step 0 -> {final['step']})",
+    ]
+    if "ground_truth_increase" in final:
+        lines.append(f"ground-truth reward increase: {final['ground_truth_increase']:+.3f}")
+    lines.append(f"KL to the initial policy: {final['kl']:.3f} (at step 0: {initial['kl']:.3f})")
+    if result["flat_warning_step"] is not None:
+        lines.append(f"flat objective warning at step {result['flat_warning_step']} (see the log)")
+    lines.append(f"Wrote {config.out}/: metrics.jsonl, config.json, initial.json, policy/, checkpoints, TensorBoard")
+    return "\n".join(lines)

@@ -90,7 +90,7 @@ def resampled_normalized_variance(
     per-prompt variance (Definition 2) and ``s_I^2 = SS_I / (n K - 1) + eps`` (:func:`fit_normalization`), where the
     total sum of squares splits into within- and between-prompt parts, ``SS_I = sum_{p in I} K (w_p + (mu_p -
     m_I)^2)``, from each prompt's mean ``mu_p`` and population variance ``w_p``; ``m_I = mean_{p in I} mu_p``. The
-    per-prompt values are computed once, so a resample costs a few gathers of ``[num_prompts]`` values.
+    per-prompt values are computed once, so a resample costs three gathers of ``[num_prompts]`` values.
 
     Args:
         rewards: ``[num_prompts, num_samples]`` raw rewards.
@@ -110,13 +110,16 @@ def resampled_normalized_variance(
     if rows.size and (rows.min() < 0 or rows.max() >= r.shape[0]):
         raise ValueError(f"indices must lie in [0, {r.shape[0]}); got {rows.min()}..{rows.max()}")
     num_samples = r.shape[1]
-    prompt_mean = r.mean(axis=1)  # [num_prompts]
-    within = np.var(r, axis=1)  # [num_prompts], population
+    # Centre the prompt means on the full data's grand mean first, so that the between-prompt sum of squares,
+    # sum (mu_p - m_I)^2 = sum c_p^2 - n d_I^2 with c_p = mu_p - mean(mu) and d_I = mean_{p in I} c_p, subtracts
+    # numbers of the spread's size, not of the rewards' offset.
+    centred_mean = r.mean(axis=1) - r.mean()  # [num_prompts]
+    squares = np.var(r, axis=1) + centred_mean**2  # [num_prompts], population within-prompt variance + c_p^2
     per_prompt = reward_variance(r, unbiased=unbiased)  # [num_prompts]
-    resampled_mean = prompt_mean[rows]  # [num_resamples, n]
-    grand_mean = resampled_mean.mean(axis=1, keepdims=True)  # [num_resamples, 1]
-    total_squares = num_samples * (within[rows].sum(axis=1) + ((resampled_mean - grand_mean) ** 2).sum(axis=1))
-    global_variance = total_squares / (rows.shape[1] * num_samples - 1) + eps
+    shift = centred_mean[rows].mean(axis=1)  # [num_resamples], d_I
+    num_prompts = rows.shape[1]
+    total_squares = num_samples * (squares[rows].sum(axis=1) - num_prompts * shift**2)
+    global_variance = total_squares / (num_prompts * num_samples - 1) + eps
     return per_prompt[rows].mean(axis=1) / global_variance
 
 
@@ -378,13 +381,13 @@ def rank_teachers(
             accuracy_sum += per_prompt_accuracy[indices].mean(axis=1)
             accuracy_count += 1
         if off_policy_correct is not None and name in off_policy_correct:
-            correct = off_policy_correct[name]
-            off = float(np.nanmean(correct)) if np.isfinite(correct).any() else None
-            picked = correct[indices]  # [num_resamples, num_prompts], NaN where a prompt has no pair
-            present = np.isfinite(picked)
-            pairs = present.sum(axis=1)
+            correct = off_policy_correct[name]  # [num_prompts], NaN where a prompt has no pair
+            present = np.isfinite(correct)
+            off = float(np.nanmean(correct)) if present.any() else None
+            # np.nanmean per resample: the sum with NaN as 0 over the count of pairs.
+            pairs = present.astype(np.float64)[indices].sum(axis=1)  # [num_resamples]
             with np.errstate(invalid="ignore", divide="ignore"):  # a resample without pairs leaves it out
-                off_resampled = np.where(present, picked, 0.0).sum(axis=1) / pairs
+                off_resampled = np.where(present, correct, 0.0)[indices].sum(axis=1) / pairs
             accuracy_sum += np.where(pairs > 0, off_resampled, 0.0)
             accuracy_count += pairs > 0
         value, criterion = teacher_score(float(per_prompt_variance.mean()), on, off)

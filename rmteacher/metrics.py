@@ -13,6 +13,7 @@ Definitions 1-2, Section 3 (normalization, evaluation protocol), Proposition 1 (
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -427,12 +428,22 @@ def bootstrap_indices(num_prompts: int, num_resamples: int, *, seed: int = 0) ->
     (one batch, the default) draws ``rng.integers(0, n, (n_resamples, n))`` from the generator it is given, so with
     ``rng = np.random.default_rng(seed)`` these are exactly the resamples that :func:`bootstrap_ci` hands
     ``scipy.stats.bootstrap`` the same seed for, and intervals computed from them are the same numbers.
+
+    The matrix is a pure function of its arguments and every interval of an evaluation uses the same one, so the
+    last few are cached; the returned array is read-only.
     """
     if not (isinstance(num_prompts, int | np.integer) and num_prompts >= 1):
         raise ValueError(f"num_prompts must be an integer >= 1; got {num_prompts!r}")
     if not (isinstance(num_resamples, int | np.integer) and num_resamples >= 1):
         raise ValueError(f"num_resamples must be an integer >= 1; got {num_resamples!r}")
-    return np.random.default_rng(seed).integers(0, num_prompts, size=(num_resamples, num_prompts))
+    return _draw_indices(int(num_prompts), int(num_resamples), int(seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _draw_indices(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
+    indices = np.random.default_rng(seed).integers(0, num_prompts, size=(num_resamples, num_prompts))
+    indices.setflags(write=False)
+    return indices
 
 
 def percentile_interval(

@@ -372,19 +372,41 @@ def perfectly_accurate_low_variance(
     fraction: float = 0.5,
     factor: float = 1e-3,
     seed: int = 8122,
+    construction: Literal["rmteacher", "authors_code"] = "rmteacher",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's perfectly accurate reward model with low reward variance (Section 4.1).
 
-    Multiplies the ground-truth rewards of a seeded ``fraction`` of prompts by ``factor``. Scaling by a positive
-    constant keeps every within-prompt order, so on-policy accuracy stays exactly 1, while the per-prompt variance of
-    the scaled prompts drops by ``factor^2``. The paper scales *normalized* rewards during training; pass normalized
-    rewards to get that.
+    Multiplies the ground-truth rewards of a seeded ``fraction`` of prompts (:func:`select_prompts`) by ``factor``.
+    Scaling by a positive constant keeps every within-prompt order, so on-policy accuracy stays exactly 1, while the
+    per-prompt variance of the scaled prompts drops by ``factor^2``.
+
+    Two constructions, with ``s_x = factor`` on the chosen prompts and ``1`` elsewhere:
+
+    - ``"rmteacher"`` (default): ``s_x * truth``. The paper scales the *normalized* reward in training, so pass the
+      ground truth normalized by its own statistics, ``(r - mu) / sigma`` (:func:`fit_normalization` on the
+      unscaled rewards), to get the training reward ``s_x (r - mu) / sigma``.
+    - ``"authors_code"``: pass the *raw* ground truth ``r``. As the authors' code (spec Section 4, "Reward
+      normalization" and "Scaling a fraction of prompts"), the statistics ``mu', sigma'`` are fitted on the raw
+      rewards *after* scaling the chosen prompts, ``s_x * r``, and training scales the normalized reward again:
+      returns ``s_x (r - mu') / sigma'``.
+
+    The two are related exactly by ``authors = (sigma / sigma') * rmteacher + s_x (mu - mu') / sigma'``: the second
+    term is constant within a prompt, so every prompt's centred rewards (its variance, its accuracy, RLOO's
+    advantages) differ by the factor ``sigma / sigma'`` and the variance by ``(sigma / sigma')^2``. Scaling raw
+    rewards pulls them toward 0, wherever the reward's origin lies, so ``sigma'`` (and the authors' reward) depends
+    on the raw reward's offset; rmteacher's construction does not. Which matches the paper's Table 1: the ratio of
+    the low-variance model's reward variance to the ground truth's is 0.111 / 0.256 = 0.43 in the paper; on the
+    sandbox rmteacher's construction gives 0.52 and the authors' code's 0.85 (``sigma / sigma' = 1.28`` there), so
+    rmteacher's is the closer one and the default. (With a reward whose origin lies far from its mean, as ArmoRM's
+    may, scaling toward 0 adds between-prompt spread and ``sigma' > sigma`` can bring the authors' ratio under 0.5.)
 
     Args:
-        truth: ``[num_prompts, num_samples]`` ground-truth rewards.
+        truth: ``[num_prompts, num_samples]`` ground-truth rewards: normalized for ``"rmteacher"`` (any rewards are
+            scaled as given), raw for ``"authors_code"``.
         fraction: share of prompts to scale, in ``[0, 1]``.
         factor: the scale factor (``0.001`` in the paper); must be positive to keep accuracy 1.
         seed: the selection seed (``8122`` in the paper's code).
+        construction: ``"rmteacher"`` or ``"authors_code"``, above.
 
     Returns:
         ``(scaled_rewards [num_prompts, num_samples], scaled_prompt_indices [n_scaled])``.
@@ -393,7 +415,12 @@ def perfectly_accurate_low_variance(
     if not (factor > 0):
         raise ValueError(f"factor must be > 0 to keep the ground truth's order (accuracy 1); got {factor}")
     indices = select_prompts(r.shape[0], fraction, seed=seed)
-    return scale_prompts(r, indices, factor), indices
+    if construction == "rmteacher":
+        return scale_prompts(r, indices, factor), indices
+    if construction == "authors_code":
+        stats = fit_normalization(scale_prompts(r, indices, factor))  # mu', sigma' of the scaled raw rewards
+        return scale_prompts(normalize(r, stats), indices, factor), indices
+    raise ValueError(f"construction must be 'rmteacher' or 'authors_code'; got {construction!r}")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -115,6 +115,45 @@ def test_perfectly_accurate_low_variance_construction() -> None:
     np.testing.assert_allclose(ratio[untouched], 1.0)
 
 
+def test_authors_code_low_variance_is_rmteachers_times_sigma_ratio_by_hand() -> None:
+    # Every prompt's rewards are (+a_p, -a_p): all prompt means are 0, so mu = mu' = 0 and the authors' reward is
+    # exactly (sigma / sigma') times rmteacher's on every prompt. With a_p = 1, K = 2, N = 8 rewards, half the
+    # prompts scaled by f: sigma^2 = 8 / 7 + eps and sigma'^2 = (4 + 4 f^2) / 7 + eps, so the factor is
+    # sqrt((8 + 7 eps) / (4 + 4 f^2 + 7 eps)), about sqrt(2).
+    f, eps = 1e-3, 1e-8
+    raw = np.array([[1.0, -1.0]] * 4)
+    stats_ = fit_normalization(raw)
+    ours, chosen = perfectly_accurate_low_variance(normalize(raw, stats_), factor=f)
+    theirs, same = perfectly_accurate_low_variance(raw, factor=f, construction="authors_code")
+    np.testing.assert_array_equal(chosen, same)
+    expected = np.sqrt((8 + 7 * eps) / (4 + 4 * f**2 + 7 * eps))
+    np.testing.assert_allclose(theirs, expected * ours, rtol=1e-13)
+    assert expected == pytest.approx(np.sqrt(2), rel=1e-5)
+
+
+def test_authors_code_low_variance_relation_on_a_general_matrix() -> None:
+    # authors = (sigma / sigma') * rmteacher + s_x (mu - mu') / sigma', exactly; the per-prompt variances differ by
+    # (sigma / sigma')^2 and accuracy is 1 under both.
+    rng = np.random.default_rng(2)
+    raw = 0.3 + rng.normal(size=(50, 1)) + rng.uniform(0.5, 1.5, (50, 1)) * rng.normal(size=(50, 8))
+    stats_ = fit_normalization(raw)
+    ours, chosen = perfectly_accurate_low_variance(normalize(raw, stats_), seed=5)
+    theirs, _ = perfectly_accurate_low_variance(raw, seed=5, construction="authors_code")
+    scaled_stats = fit_normalization(scale_prompts(raw, chosen, 1e-3))
+    ratio = stats_.std / scaled_stats.std
+    s_x = np.where(np.isin(np.arange(50), chosen), 1e-3, 1.0)[:, None]
+    offset = s_x * (stats_.mean - scaled_stats.mean) / scaled_stats.std
+    np.testing.assert_allclose(theirs, ratio * ours + offset, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(reward_variance(theirs), ratio**2 * reward_variance(ours), rtol=1e-10)
+    np.testing.assert_array_equal(accuracy(theirs, raw), np.ones(50))
+    # rmteacher's construction does not depend on the raw reward's origin; the authors' does.
+    shifted, _ = perfectly_accurate_low_variance(raw + 5.0, seed=5, construction="authors_code")
+    assert not np.allclose(reward_variance(shifted), reward_variance(theirs), rtol=1e-3)
+    moved = raw + 5.0
+    again, _ = perfectly_accurate_low_variance(normalize(moved, fit_normalization(moved)), seed=5)
+    np.testing.assert_allclose(again, ours, atol=1e-12)
+
+
 def test_best_of_n_by_hand() -> None:
     # K = 2 samples with proxy order (a < b) and truths (ta, tb). Drawing N = 2 with replacement from the two:
     # best is b unless both draws are a (prob 1/4): E = 3/4 tb + 1/4 ta.
@@ -319,6 +358,8 @@ def test_scale_and_normalization_errors() -> None:
         perfectly_accurate_low_variance(np.ones((4, 2)), fraction=-0.1)
     with pytest.raises(ValueError, match="factor must be > 0"):
         perfectly_accurate_low_variance(np.ones((4, 2)), factor=0.0)
+    with pytest.raises(ValueError, match="construction must be 'rmteacher' or 'authors_code'; got 'paper'"):
+        perfectly_accurate_low_variance(np.ones((4, 2)), construction="paper")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"prompt_indices must lie in \[0, 2\)"):
         scale_prompts(np.ones((2, 2)), [3], 0.5)
     with pytest.raises(ValueError, match="method must be 'global' or 'per_prompt_std'; got 'zscore'"):

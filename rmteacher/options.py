@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -24,9 +25,11 @@ __all__ = [
     "OptionsError",
     "add_options",
     "check_options",
+    "min_resamples",
     "option",
     "output_file_check",
     "parse_options",
+    "resamples_check",
     "seed_check",
 ]
 
@@ -70,6 +73,25 @@ def seed_check(flag: str, value: int) -> tuple[bool, str]:
     return (
         not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_SEED,
         f"{flag} must be an integer in [0, {MAX_SEED}] (numpy's seed range); got {value!r}",
+    )
+
+
+def min_resamples(confidence: float) -> int:
+    """The fewest bootstrap resamples for a ``confidence`` interval: 200, and at least 5 resamples beyond each end.
+
+    A percentile interval's ends are the ``(1 -/+ confidence) / 2`` quantiles of the resamples; with fewer than 5
+    resamples in a tail they move with the seed (at 1 resample the interval can exclude its own estimate).
+    """
+    return max(200, math.ceil(10 / (1 - confidence) - 1e-9))
+
+
+def resamples_check(flag: str, value: int, confidence: float) -> tuple[bool, str]:
+    """A :func:`check_options` entry for a number of bootstrap resamples at a ``confidence`` level in (0, 1)."""
+    fewest = min_resamples(confidence)
+    return (
+        value >= fewest,
+        f"{flag} must be >= {fewest} at --confidence {confidence} (at least 200, and 5 resamples beyond each end "
+        f"of the interval); got {value}",
     )
 
 

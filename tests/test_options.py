@@ -12,9 +12,11 @@ from rmteacher.options import (
     OptionsError,
     add_options,
     check_options,
+    min_resamples,
     option,
     output_file_check,
     parse_options,
+    resamples_check,
     seed_check,
 )
 
@@ -159,6 +161,20 @@ def test_seed_check(value: Any, ok: bool) -> None:
     passed, message = seed_check("--seed", value)
     assert passed is ok
     assert message == f"--seed must be an integer in [0, {MAX_SEED}] (numpy's seed range); got {value!r}"
+
+
+def test_min_resamples() -> None:
+    assert [min_resamples(c) for c in (0.5, 0.9, 0.95, 0.98, 0.99, 0.999)] == [200, 200, 200, 500, 1000, 10000]
+
+
+def test_resamples_check() -> None:
+    assert resamples_check("--num-resamples", 200, 0.95) == (
+        True,
+        "--num-resamples must be >= 200 at --confidence 0.95 (at least 200, and 5 resamples beyond each end of the "
+        "interval); got 200",
+    )
+    assert not resamples_check("--num-resamples", 999, 0.99)[0]
+    assert resamples_check("--num-resamples", 1000, 0.99)[0]
 
 
 def test_output_file_check(tmp_path: Path) -> None:

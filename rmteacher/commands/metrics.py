@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rmteacher.options import check_options, option, output_file_check, seed_check
+from rmteacher.options import check_options, option, output_file_check, resamples_check, seed_check
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,15 +25,6 @@ NORMALIZATION_EPS = 1e-8
 #: A reward's variance below ``99 * NORMALIZATION_EPS`` lets the epsilon move its normalized variance by more than 1%
 #: (that variance scales as ``var / (var + eps)``): the number would describe the epsilon, not the reward model.
 MIN_VARIANCE = 99 * NORMALIZATION_EPS
-
-
-def min_resamples(confidence: float) -> int:
-    """The fewest bootstrap resamples for a ``confidence`` interval: 200, and at least 5 resamples beyond each end.
-
-    A percentile interval's ends are the ``(1 -/+ confidence) / 2`` quantiles of the resamples; with fewer than 5
-    resamples in a tail they move with the seed (at ``--num-resamples 1`` the interval can exclude its own estimate).
-    """
-    return max(200, math.ceil(10 / (1 - confidence) - 1e-9))
 
 
 @dataclass
@@ -64,14 +55,9 @@ class MetricsConfig:
 
     def __post_init__(self) -> None:
         check_options([(0.0 < self.confidence < 1.0, f"--confidence must be in (0, 1); got {self.confidence}")])
-        fewest = min_resamples(self.confidence)
         check_options(
             [
-                (
-                    self.num_resamples >= fewest,
-                    f"--num-resamples must be >= {fewest} at --confidence {self.confidence} (at least 200, and 5 "
-                    f"resamples beyond each end of the interval); got {self.num_resamples}",
-                ),
+                resamples_check("--num-resamples", self.num_resamples, self.confidence),
                 seed_check("--seed", self.seed),
                 _no_repeats("--reward-column", self.reward_column),
                 _no_repeats("--prenormalized", self.prenormalized),

@@ -15,7 +15,6 @@ from rmteacher.commands.metrics import (
     NORMALIZATION_EPS,
     MetricsConfig,
     check_reward_scale,
-    min_resamples,
     run_metrics,
 )
 from rmteacher.metrics import fit_normalization
@@ -168,10 +167,6 @@ def test_a_column_given_twice_is_an_error(cli: Run) -> None:
 # --------------------------------------------------------------------------------------------------------------
 # Refused: options that would give an unsound interval
 # --------------------------------------------------------------------------------------------------------------
-
-
-def test_min_resamples() -> None:
-    assert [min_resamples(c) for c in (0.5, 0.9, 0.95, 0.98, 0.99, 0.999)] == [200, 200, 200, 500, 1000, 10000]
 
 
 @pytest.mark.parametrize(

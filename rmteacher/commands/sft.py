@@ -101,6 +101,9 @@ class SFTConfig:
                 ),
             ]
         )
+        valid = ("constant", "constant_with_warmup", "linear", "cosine")
+        if self.lr_scheduler not in valid:
+            raise ValueError(f"--lr-scheduler must be one of {', '.join(valid)}; got {self.lr_scheduler!r}")
 
     def options(self, output_dir: Path) -> SFTOptions:
         """The optimization settings handed to :func:`rmteacher.training.sft.sft`."""

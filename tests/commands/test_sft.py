@@ -10,16 +10,21 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
+from rmteacher.commands.sft import SFTConfig, run_sft, sft_rows
+from rmteacher.rundir import RunDirError
 from rmteacher.sandbox import SandboxTask
 from rmteacher.tables import TableError
-from rmteacher.training.runs import torch_threads
-from rmteacher.training.sft import SFTConfig, SFTOptions, run_sft, sft, sft_rows
+from rmteacher.threads import torch_threads
+from rmteacher.training.sft import SFTOptions, sft
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"learning_rate": -1.0}, "--learning-rate must be > 0; got -1.0"),
+        ({"learning_rate": -1.0}, "--learning-rate must be a finite number > 0; got -1.0"),
+        ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
+        ({"seed": -1}, "--seed must be >= 0; got -1"),
+        ({"model": "m"}, "--model and --data go together"),
         ({"max_steps": 0}, "--max-steps must be -1 or >= 1; got 0"),
         ({"max_steps": -1, "epochs": 0.0}, "--epochs must be > 0 with --max-steps -1; got 0.0"),
         ({"warmup_ratio": 1.0}, r"--warmup-ratio must be in \[0, 1\); got 1.0"),
@@ -56,32 +61,26 @@ def test_data_without_needed_columns_name_found_and_expected(tmp_path: Path) -> 
     pd.DataFrame({"prompt": ["sort: ba"], "answer": ["ab"]}).to_csv(path, index=False)
     with pytest.raises(TableError, match=r"missing column\(s\) 'completion'; found 'prompt', 'answer'"):
         run_sft(SFTConfig(out=tmp_path / "run", data=path, model="unused", progress=False))
+    assert not (tmp_path / "run").exists()  # a failed start leaves --out as it found it
 
 
 def weights(directory: Path) -> dict[str, np.ndarray]:
     return load_file(str(directory / "model.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def demonstrations(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sft-data") / "demonstrations.jsonl"
-    pd.read_json(sandbox_task.demonstrations, lines=True).head(256).to_json(path, orient="records", lines=True)
-    return path
-
-
-def test_a_run_matches_the_sft_function_with_the_sandbox_recipe(demonstrations: Path, tmp_path: Path) -> None:
+def test_a_run_matches_the_sft_function_with_the_sandbox_recipe(sandbox_task: SandboxTask, tmp_path: Path) -> None:
     from rmteacher.sandbox.policy import new_policy
     from rmteacher.sandbox.tokenizer import build_tokenizer
 
     out = tmp_path / "run"
-    text = run_sft(SFTConfig(out=out, data=demonstrations, max_steps=4, progress=False))
-    assert "256 rows" in text
+    text = run_sft(SFTConfig(out=out, max_steps=4, progress=False))
+    frame = pd.read_json(sandbox_task.demonstrations, lines=True)
+    assert f"{len(frame)} rows" in text
     assert {"model", "config.json", "metrics.jsonl", "checkpoints"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "config.json").read_text())["resolved_inputs"]["model"] == "fresh sandbox policy"
 
     tokenizer = build_tokenizer()  # the builder's way: a fresh seeded policy, conversational rows, one thread
     model = new_policy(tokenizer, seed=0)
-    frame = pd.read_json(demonstrations, lines=True)
     rows = sft_rows(frame, tokenizer, prompt_column="prompt", completion_column="completion")
     with torch_threads(1):
         model = sft(
@@ -94,16 +93,19 @@ def test_a_run_matches_the_sft_function_with_the_sandbox_recipe(demonstrations: 
         np.testing.assert_array_equal(value, direct[key], err_msg=key)
 
 
-def test_resume_continues_from_the_last_checkpoint(demonstrations: Path, tmp_path: Path) -> None:
-    options = {"data": demonstrations, "max_steps": 4, "save_steps": 2, "progress": False}
+def test_resume_continues_from_the_last_complete_checkpoint(tmp_path: Path) -> None:
+    options = {"max_steps": 4, "save_steps": 2, "progress": False}
     finished = tmp_path / "finished"
     run_sft(SFTConfig(out=finished, **options))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="holds a previous run; pass --resume"):
+    with pytest.raises(RunDirError, match="holds a previous sft run"):
         run_sft(SFTConfig(out=finished, **options))  # type: ignore[arg-type]
 
     out = tmp_path / "resumed"
     shutil.copytree(finished, out)
-    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after step 3
+    torn = out / "checkpoints" / "checkpoint-4"  # as if killed while the trainer wrote checkpoint 4
+    for path in torn.iterdir():
+        if path.name != "config.json":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.rmtree(out / "model")
     text = run_sft(SFTConfig(out=out, resume=True, **options))  # type: ignore[arg-type]
     assert "resumed from checkpoint-2" in text

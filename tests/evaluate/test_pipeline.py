@@ -88,7 +88,7 @@ def test_resume_reuses_cache_and_refuses_without_flag(
 ) -> None:
     args = evaluate_args(tiny, run_dir, "--reward-model", f"gt_copy={GT}", "--scale-reward", "gt_copy")
     assert main(args) == 2
-    assert "holds a previous run; pass --resume" in capsys.readouterr().err
+    assert "holds a previous evaluate run (complete); pass --resume" in capsys.readouterr().err
     before = pd.read_parquet(run_dir / "samples.parquet")
 
     def no_sampling(*args: object, **kwargs: object) -> None:
@@ -99,7 +99,7 @@ def test_resume_reuses_cache_and_refuses_without_flag(
     pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "samples.parquet"), before)
     changed = evaluate_args(tiny, run_dir, "--resume", "--temperature", "0.7")
     assert main(changed) == 2
-    assert "holds a run with different temperature" in capsys.readouterr().err
+    assert "holds a different evaluate run: temperature (1.0 there, 0.7 now)" in capsys.readouterr().err
 
 
 def test_same_seed_same_samples_and_budget_auto(tiny: dict[str, Path], tmp_path: Path, run_dir: Path) -> None:
@@ -178,7 +178,7 @@ def test_bad_input(
     [
         ("empty.jsonl", "", "--prompts", "the table has no rows"),
         ("broken.jsonl", '{"prompt": "sort: abc"}\n{"prompt": \n', "--prompts", r"broken.jsonl:2: not valid JSON"),
-        ("blank.jsonl", '{"prompt": "sort: abc"}\n{"prompt": " "}\n', "--prompts", r"row 2 has an empty 'prompt'"),
+        ("blank.jsonl", '{"prompt": "sort: abc"}\n{"prompt": " "}\n', "--prompts", r"row 2, column 'prompt': the prompt is empty"),
         ("nocol.jsonl", '{"text": "sort: abc"}\n', "--prompts", r"missing column\(s\) 'prompt'; found 'text'"),
         ("pairs.jsonl", '{"prompt_id": "zz", "chosen": "a", "rejected": "b"}\n', "--pairs",
          r"1 pair\(s\) refer to prompt_ids not in the prompts, e.g. 'zz'"),

@@ -17,9 +17,11 @@ from safetensors.numpy import load_file
 from rmteacher.models import ModelReward, load_reward, render_conversation
 from rmteacher.sandbox import GROUND_TRUTH, SandboxTask
 from rmteacher.sandbox.tokenizer import build_tokenizer
-from rmteacher.tables import TableError
+from rmteacher.commands.train_rm import run_train_rm
+from rmteacher.rundir import RunDirError
+from rmteacher.tables import TableError, load_pairs
 from rmteacher.training.preferences import label_pairs, mix_preferences, on_policy_rows
-from rmteacher.training.reward_model import TrainRMConfig, encode_preferences, load_pairs, run_train_rm
+from rmteacher.training.reward_model import TrainRMConfig, encode_preferences
 
 SHORT = {"max_steps": 6, "save_steps": 3, "logging_steps": 1, "batch_size": 8, "progress": False}
 
@@ -177,13 +179,14 @@ def test_an_occupied_run_directory_is_refused_unless_resume_or_overwrite(
     trained: tuple[Path, str], tmp_path: Path
 ) -> None:
     out, _ = trained
-    with pytest.raises(ValueError, match="holds a previous run; pass --resume to continue it or --overwrite"):
+    with pytest.raises(RunDirError, match="holds a previous train-rm run .*; pass --resume to continue it"):
         run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, **SHORT))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"holds a different run: on_policy_fraction \(0.5 there, 0.25 now\)"):
+    with pytest.raises(RunDirError, match=r"holds a different train-rm run: on_policy_fraction \(0.5 there, 0.25 now"):
         run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.25, resume=True, **SHORT))  # type: ignore[arg-type]
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not empty and not an rmteacher train-rm run"):
-        run_train_rm(TrainRMConfig(out=tmp_path, **SHORT))  # type: ignore[arg-type]
+    with pytest.raises(RunDirError, match="not an rmteacher run"):
+        run_train_rm(TrainRMConfig(out=tmp_path, overwrite=True, **SHORT))  # type: ignore[arg-type]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow
@@ -193,8 +196,10 @@ def test_resume_continues_from_the_last_checkpoint_and_appends_the_log(
     finished, _ = trained
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    # As if killed after step 5: the step-6 checkpoint and the final model never got written.
-    shutil.rmtree(out / "checkpoints" / "checkpoint-6")
+    # As if killed while the trainer wrote checkpoint 6: only its config is there, and no final model.
+    for path in (out / "checkpoints" / "checkpoint-6").iterdir():
+        if path.name != "config.json":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.rmtree(out / "model")
     lines_before = len((out / "metrics.jsonl").read_text().splitlines())
     text = run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, resume=True, **SHORT))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
 from rmteacher.metrics import select_prompts
 from rmteacher.models import Reward, load_policy, load_reward, parse_reward_spec
@@ -74,7 +75,28 @@ class EvaluateConfig:
         help="off-policy preference pairs: prompt_id, chosen, rejected (optional score_chosen/score_rejected); "
         "their prompt_ids refer to --prompts",
     )
-    prompt_column: str = option("prompt", help="column of --prompts holding the user text")
+    prompt_column: str = option(
+        "prompt", help="column of --prompts holding the prompt: plain strings or TRL conversations (lists of messages)"
+    )
+    system_prompt: str | None = option(
+        None, help="system message put before every prompt, for the policy and every reward model alike"
+    )
+    stop: list[str] = option(
+        default_factory=list,
+        help="stop strings: a completion ends at the first one (besides every end token of the generation config)",
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = option(
+        None, help="weights' dtype for the policy and model reward models (default: transformers' default)"
+    )
+    device_map: str | None = option(
+        None, help="passed to from_pretrained, e.g. auto, for a model larger than one device (excludes --device)"
+    )
+    rm_max_length: int | None = option(
+        None,
+        help="most tokens a reward model reads; longer texts lose the start of the prompt, the completion is kept, "
+        "and truncations are counted in metrics.json (default: the model's max_position_embeddings)",
+    )
+    rm_batch_tokens: int = option(16384, help="tokens per reward-model forward pass (lower it on out-of-memory)")
     samples: Path | None = option(
         None,
         help="samples generated elsewhere (vLLM, your rollouts): JSONL/CSV/Parquet with prompt_id, sample_id, prompt, "
@@ -130,7 +152,21 @@ class EvaluateConfig:
                 f"--samples-per-prompt must be >= 2 (variance, accuracy); got {self.samples_per_prompt}",
             ),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
-            (self.temperature > 0, f"--temperature must be > 0; got {self.temperature}"),
+            (
+                1e-3 <= self.temperature <= 100,
+                f"--temperature must be in [0.001, 100] (sampling needs a finite, positive temperature); got "
+                f"{self.temperature}",
+            ),
+            (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
+            (self.rm_batch_tokens >= 1, f"--rm-batch-tokens must be >= 1; got {self.rm_batch_tokens}"),
+            (
+                self.rm_max_length is None or self.rm_max_length >= 8,
+                f"--rm-max-length must be >= 8; got {self.rm_max_length}",
+            ),
+            (
+                self.device is None or self.device_map is None,
+                "--device and --device-map exclude each other: --device-map places the model itself",
+            ),
             (self.prompts_per_batch >= 1, f"--prompts-per-batch must be >= 1; got {self.prompts_per_batch}"),
             (0.0 <= self.scale_fraction <= 1.0, f"--scale-fraction must be in [0, 1]; got {self.scale_fraction}"),
             (self.scale_factor > 0, f"--scale-factor must be > 0; got {self.scale_factor}"),
@@ -161,6 +197,8 @@ def sample_round(
         rank=state.process_index,
         world_size=state.num_processes,
         progress=config.progress,
+        system_prompt=config.system_prompt,
+        stop=config.stop,
     )
     extra = [c for c in prompts.columns if c not in ("prompt_id", "prompt")]
     rows = [
@@ -259,6 +297,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if missing:
         raise ValueError(f"evaluate needs {', '.join(missing)}")
     state = PartialState()
+    if config.device_map is None:
+        resolve_device(config.device)
     specs = _reward_specs(config)
     with (
         open_run(
@@ -301,8 +341,9 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     policy = tokenizer = None
     if given is None:
         policy, tokenizer = load_policy(
-            config.policy or "", device=config.device, trust_remote_code=config.trust_remote_code
-        )
+            config.policy or "", device=config.device, dtype=config.dtype, device_map=config.device_map,
+            trust_remote_code=config.trust_remote_code,
+        )  # fmt: skip
     samples_path = cache / "samples.parquet"
     samples = pd.read_parquet(samples_path) if given is None and samples_path.exists() else given
     used, rounds = 0, 0
@@ -365,6 +406,7 @@ def _score_all(
     and per content fingerprint (a model retrained in place is scored again); pairs are scored once per run."""
     extra = extra_columns(samples)
     scores: dict[str, np.ndarray] = {}
+    truncations: dict[str, int] = {}
     for name, target in tqdm(specs.items(), desc="scoring", disable=not config.progress, leave=False):
         fingerprint = f"{target}#{reward_fingerprint(target)}"
         path = config.out / "cache" / f"scores-{name}.parquet"
@@ -380,11 +422,11 @@ def _score_all(
             scores[name] = merged["reward"].to_numpy(dtype=np.float64)
             continue
         reward = load_reward(
-            f"{name}={target}",
-            device=config.device,
-            trust_remote_code=config.trust_remote_code,
-            argument="--ground-truth" if name == TRUTH else "--reward-model",
-        )
+            f"{name}={target}", device=config.device, trust_remote_code=config.trust_remote_code,
+            argument="--ground-truth" if name == TRUTH else "--reward-model", dtype=config.dtype,
+            device_map=config.device_map, max_length=config.rm_max_length, max_tokens_per_batch=config.rm_batch_tokens,
+            system_prompt=config.system_prompt,
+        )  # fmt: skip
         if todo.any():
             subset = samples[todo]
             merged.loc[todo, "reward"] = score_rows(
@@ -398,9 +440,18 @@ def _score_all(
         if needs_pairs:
             assert pairs is not None
             pair_scores[name] = _score_pairs(name, reward, pairs, state)
+        truncated = getattr(reward, "num_truncated", 0)
+        if truncated:
+            truncations[name] = int(truncated)
         del reward
         gc.collect()
         scores[name] = merged["reward"].to_numpy(dtype=np.float64)
+    if truncations:
+        warnings.warn(
+            "texts longer than a reward model's maximum length lost the start of their prompt: "
+            + ", ".join(f"{k} {v}" for k, v in truncations.items()),
+            stacklevel=2,
+        )
     return scores
 
 

@@ -61,6 +61,7 @@ class RLConfig:
     )
     eval_prompts: Path | None = option(None, help="fixed evaluation prompts (same format as --prompts)")
     prompt_column: str = option("prompt", help="column of --prompts/--eval-prompts holding the prompt")
+    system_prompt: str | None = option(None, help="system message put before every prompt (policy and rewards)")
     normalization: Path | None = option(
         None,
         help="an `rmteacher evaluate` run directory of this policy whose statistics normalize the rewards "
@@ -104,7 +105,7 @@ class RLConfig:
             (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
-            (self.temperature > 0, f"--temperature must be > 0; got {self.temperature}"),
+            (1e-3 <= self.temperature <= 100, f"--temperature must be in [0.001, 100]; got {self.temperature}"),
             (self.max_steps >= 1, f"--max-steps must be >= 1; got {self.max_steps}"),
             (self.eval_every >= 1, f"--eval-every must be >= 1; got {self.eval_every}"),
             (self.eval_num_prompts >= 1, f"--eval-num-prompts must be >= 1; got {self.eval_num_prompts}"),
@@ -283,13 +284,16 @@ def _train(
     policy, tokenizer = load_policy(inputs.policy, trust_remote_code=config.trust_remote_code)
     reference, _ = load_policy(inputs.policy, trust_remote_code=config.trust_remote_code)
     name, target = parse_reward_spec(inputs.reward_model)
-    proxy = load_reward(f"{name}={target}", trust_remote_code=config.trust_remote_code)
+    proxy = load_reward(
+        f"{name}={target}", trust_remote_code=config.trust_remote_code, system_prompt=config.system_prompt
+    )
     truth = None
     if inputs.ground_truth:
         truth = load_reward(
             f"{TRUTH}={parse_reward_spec(inputs.ground_truth, argument='--ground-truth')[1]}",
             trust_remote_code=config.trust_remote_code,
             argument="--ground-truth",
+            system_prompt=config.system_prompt,
         )
     if state.is_main_process:
         write_json_atomic(config.out / "config.json", {"command": "rl", **values})
@@ -300,7 +304,7 @@ def _train(
         scaled=eval_table["prompt_id"].isin(scaled_ids).to_numpy(), proxy=proxy, truth=truth,
         samples_per_prompt=config.eval_samples, max_new_tokens=config.max_new_tokens,
         temperature=config.temperature, scale_factor=config.scale_factor, seed=config.seed,
-        extra=extra_columns(eval_table),
+        extra=extra_columns(eval_table), system_prompt=config.system_prompt,
     )  # fmt: skip
 
     # 3. Normalization statistics and the initial evaluation (step 0), saved so that a resumed run reuses them.
@@ -354,7 +358,7 @@ def _train(
     ]
     if truth is not None:
         reward_funcs.append(training_reward(truth, stats[TRUTH], factor=1.0, name=TRUTH))
-    dataset = Dataset.from_list(trl_rows(train, scaled, tokenizer))
+    dataset = Dataset.from_list(trl_rows(train, scaled, tokenizer, system_prompt=config.system_prompt))
     args = trl_arguments(config, num_rewards=len(reward_funcs))
     trainer_cls = _trainer_class(config.algo)
     trainer = trainer_cls(
@@ -376,18 +380,20 @@ def _train(
     return {"final": evals[-1] if evals else initial, "initial": initial, "flat_warning_step": monitor.warned_at_step}
 
 
-def trl_rows(train: Any, scaled: np.ndarray, tokenizer: Any) -> list[dict[str, Any]]:
+def trl_rows(
+    train: Any, scaled: np.ndarray, tokenizer: Any, *, system_prompt: str | None = None
+) -> list[dict[str, Any]]:
     """TRL's dataset rows: the prompt in TRL's conversational format when the policy has a chat template, its
     standard (plain text) format when it has none (Pythia), so TRL renders it as the policy expects; the user's own
     prompt rides along for the rewards, with the table's other columns."""
-    from rmteacher.models import trl_prompt
+    from rmteacher.rendering import trl_prompt
 
     extra = extra_columns(train)
     rows = []
     for i, (pid, prompt, flag) in enumerate(zip(train["prompt_id"], train["prompt"], scaled, strict=True)):
         rows.append(
             {
-                "prompt": trl_prompt(tokenizer, prompt),
+                "prompt": trl_prompt(tokenizer, prompt, system_prompt=system_prompt),
                 "user_prompt": prompt,
                 "prompt_id": str(pid),
                 "scaled": bool(flag),

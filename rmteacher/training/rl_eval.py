@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from rmteacher.metrics import NormalizationStats
-from rmteacher.models import Reward, render_prompt
+from rmteacher.models import Reward
+from rmteacher.rendering import render_prompt
 from rmteacher.sampling import Completion, sample_completions
 from rmteacher.scoring import score_rows
 

@@ -40,3 +40,14 @@ def sandbox_cache(rmteacher_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def sandbox_task(sandbox_cache: Path) -> SandboxTask:
     return build(sandbox_cache, seed=0, progress=False)
+
+
+from zoo import Zoo, shared_zoo  # noqa: E402  (tests/zoo.py: builders of small real-architecture models)
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
+    """Small real-architecture policies and reward models (tests/zoo.py), built once per test run in about 10-20 s
+    and shared by the xdist workers (the first one builds, the others wait and reuse it)."""
+    base = tmp_path_factory.getbasetemp()
+    return shared_zoo((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "zoo")

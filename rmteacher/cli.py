@@ -56,16 +56,17 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="rmteacher",
+        allow_abbrev=False,  # `--seed` must not be read as `--seeds`
         description="Will this reward model be a good teacher for my policy? (Razin et al., 2025)",
     )
     parser.add_argument("--version", action="version", version=f"rmteacher {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text, module, options, _ in COMMANDS:
         if name != chosen:
-            subparsers.add_parser(name, help=help_text, add_help=False)
+            subparsers.add_parser(name, help=help_text, add_help=False, allow_abbrev=False)
             continue
         config = getattr(importlib.import_module(f"rmteacher.commands.{module}"), options)
-        sub = subparsers.add_parser(name, help=help_text, description=config.__doc__)
+        sub = subparsers.add_parser(name, help=help_text, description=config.__doc__, allow_abbrev=False)
         add_options(sub, config)
     return parser
 
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # TRL 1.16 still passes transformers 5's deprecated `gradient_checkpointing` names on every step.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+    warnings.showwarning = _show_warning
     chosen = _chosen(argv)
     namespace = build_parser(chosen).parse_args(argv)
     name, _, module, options, run = next(c for c in COMMANDS if c[0] == namespace.command)
@@ -106,6 +108,11 @@ _MEMORY_HINT = (
     "lower --prompts-per-batch or --rm-batch-tokens, try --dtype bfloat16, or --device-map auto for a model "
     "larger than one device"
 )
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings as one line on stderr, ``rmteacher: warning: ...``, not Python's file:line form."""
+    print(f"rmteacher: warning: {message}", file=sys.stderr)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

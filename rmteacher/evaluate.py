@@ -27,7 +27,7 @@ from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
 from rmteacher.metrics import select_prompts
 from rmteacher.models import Reward, load_policy, load_reward, parse_reward_spec
-from rmteacher.options import check_options, option
+from rmteacher.options import check_options, option, resamples_check, seed_check
 from rmteacher.rundir import open_run
 from rmteacher.sampling import sample_completions
 from rmteacher.scoring import extra_columns, score_rows
@@ -157,7 +157,7 @@ class EvaluateConfig:
                 f"--temperature must be in [0.001, 100] (sampling needs a finite, positive temperature); got "
                 f"{self.temperature}",
             ),
-            (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
+            seed_check("--seed", self.seed),
             (self.rm_batch_tokens >= 1, f"--rm-batch-tokens must be >= 1; got {self.rm_batch_tokens}"),
             (
                 self.rm_max_length is None or self.rm_max_length >= 8,
@@ -172,7 +172,8 @@ class EvaluateConfig:
             (self.scale_factor > 0, f"--scale-factor must be > 0; got {self.scale_factor}"),
             (self.round_prompts >= 2, f"--round-prompts must be >= 2; got {self.round_prompts}"),
             (0.0 < self.confidence < 1.0, f"--confidence must be in (0, 1); got {self.confidence}"),
-            (self.num_resamples >= 10, f"--num-resamples must be >= 10; got {self.num_resamples}"),
+            resamples_check("--num-resamples", self.num_resamples, self.confidence),
+            seed_check("--scale-seed", self.scale_seed),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
         ]
         check_options(checks)

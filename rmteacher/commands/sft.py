@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
-from rmteacher.options import check_options, option
+from rmteacher.options import check_options, option, seed_check
 from rmteacher.rundir import open_run, read_jsonl
 from rmteacher.sandbox.builder import SFT_RECIPE
 from rmteacher.tables import TableError, check_prompt, read_table, require_columns
@@ -91,7 +91,7 @@ class SFTConfig:
                 (0.0 <= self.warmup_ratio < 1.0, f"--warmup-ratio must be in [0, 1); got {self.warmup_ratio}"),
                 (self.max_length >= 2, f"--max-length must be >= 2; got {self.max_length}"),
                 (self.save_steps >= 0, f"--save-steps must be >= 0; got {self.save_steps}"),
-                (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
+                seed_check("--seed", self.seed),
                 (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
                 (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
                 (

@@ -23,6 +23,7 @@ Run: ``rmteacher train-rm --on-policy-fraction 1.0 --out runs/rm-100`` (the sand
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from rmteacher.models import ModelLoadError, render_conversation
-from rmteacher.options import check_options, option
+from rmteacher.options import check_options, option, seed_check
 from rmteacher.rundir import open_run
 from rmteacher.tables import load_pairs, write_json_atomic, write_parquet_atomic
 from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
@@ -125,7 +126,10 @@ class TrainRMConfig:
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
             (self.temperature > 0, f"--temperature must be > 0; got {self.temperature}"),
             (self.prompts_per_batch >= 1, f"--prompts-per-batch must be >= 1; got {self.prompts_per_batch}"),
-            (self.learning_rate > 0, f"--learning-rate must be > 0; got {self.learning_rate}"),
+            (
+                math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                f"--learning-rate must be a finite number > 0; got {self.learning_rate}",
+            ),
             (self.max_steps == -1 or self.max_steps >= 1, f"--max-steps must be -1 or >= 1; got {self.max_steps}"),
             (self.max_steps >= 1 or self.epochs > 0, f"--epochs must be > 0 with --max-steps -1; got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1; got {self.batch_size}"),
@@ -140,10 +144,8 @@ class TrainRMConfig:
                 f"--center-rewards-coefficient must be >= 0; got {self.center_rewards_coefficient}",
             ),
             (self.max_length >= 2, f"--max-length must be >= 2; got {self.max_length}"),
-            (
-                self.seed >= 0 and self.mix_seed >= 0,
-                f"--seed and --mix-seed must be >= 0; got {self.seed}, {self.mix_seed}",
-            ),
+            seed_check("--seed", self.seed),
+            seed_check("--mix-seed", self.mix_seed),
             (self.save_steps >= 1, f"--save-steps must be >= 1; got {self.save_steps}"),
             (self.logging_steps >= 1, f"--logging-steps must be >= 1; got {self.logging_steps}"),
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),

@@ -29,7 +29,7 @@ import numpy as np
 
 from rmteacher.metrics import NormalizationStats, fit_normalization, select_prompts
 from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec
-from rmteacher.options import check_options, option
+from rmteacher.options import check_options, option, seed_check
 from rmteacher.rundir import open_run, read_jsonl
 from rmteacher.scoring import extra_columns
 from rmteacher.tables import load_prompts, write_json_atomic
@@ -102,7 +102,8 @@ class RLConfig:
             (self.prompts_per_step >= 1, f"--prompts-per-step must be >= 1; got {self.prompts_per_step}"),
             (math.isfinite(self.learning_rate) and self.learning_rate > 0,
              f"--learning-rate must be a finite number > 0; got {self.learning_rate}"),
-            (self.seed >= 0, f"--seed must be >= 0; got {self.seed}"),
+            seed_check("--seed", self.seed),
+            seed_check("--scale-seed", self.scale_seed),
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
             (1e-3 <= self.temperature <= 100, f"--temperature must be in [0.001, 100]; got {self.temperature}"),

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rmteacher.analysis import normalized_variance, rank_teachers
+from rmteacher.analysis import normalized_variance_ci, rank_teachers
 from rmteacher.metrics import (
     NormalizationStats,
     accuracy,
     bootstrap_ci,
+    bootstrap_mean_ci,
     fit_normalization,
     normalize,
     off_policy_accuracy,
@@ -113,13 +114,15 @@ def teacher_metrics(
     entries: dict[str, dict[str, Any]] = {}
     off_correct: dict[str, np.ndarray] = {}
     for name, column in columns.items():
-        variance = (
-            (lambda r: float(reward_variance(r, unbiased=unbiased).mean()))
+        # Normalized variance re-fits the normalization on every bootstrap resample; a scaled column is already the
+        # training reward, so its variance is a mean of per-prompt variances.
+        variance_ci = (
+            bootstrap_mean_ci(reward_variance(column.values, unbiased=unbiased), **ci)
             if column.scaled
-            else (lambda r: normalized_variance(r, unbiased=unbiased))
+            else normalized_variance_ci(column.raw, unbiased=unbiased, **ci)
         )
         entry: dict[str, Any] = {
-            "reward_variance": bootstrap_ci(variance, column.values if column.scaled else column.raw, **ci).to_dict(),
+            "reward_variance": variance_ci.to_dict(),
             "raw_reward_variance": bootstrap_ci(
                 np.mean, reward_variance(column.raw, unbiased=unbiased), **ci
             ).to_dict(),

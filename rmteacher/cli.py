@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # TRL 1.16 still passes transformers 5's deprecated `gradient_checkpointing` names on every step.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
     chosen = _chosen(argv)
     namespace = build_parser(chosen).parse_args(argv)
     name, _, module, options, run = next(c for c in COMMANDS if c[0] == namespace.command)
@@ -110,9 +110,9 @@ _MEMORY_HINT = (
 )
 
 
-def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+def _format_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
     """Warnings as one line on stderr, ``rmteacher: warning: ...``, not Python's file:line form."""
-    print(f"rmteacher: warning: {message}", file=sys.stderr)
+    return f"rmteacher: warning: {message}\n"
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

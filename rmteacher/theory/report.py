@@ -7,10 +7,7 @@ Reads the results of :mod:`rmteacher.theory.experiments` and computes nothing ne
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from rmteacher.tables import write_text_atomic
+from rmteacher.tables import write_png_atomic, write_text_atomic
 from rmteacher.theory.experiments import (
     AccuracyResult,
     BestOfNResult,
@@ -29,19 +26,6 @@ from rmteacher.theory.experiments import (
 )
 
 __all__ = ["write_accuracy", "write_best_of_n", "write_constructions", "write_practice", "write_variance"]
-
-
-def _save_figure(figure: Any, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(figure)
 
 
 def _write_csv(table: dict[str, np.ndarray], path: Path) -> pd.DataFrame:
@@ -125,7 +109,7 @@ def write_variance(result: VarianceResult, out: Path) -> str:
         title="Autoregressive policies (|V|^L outputs, exact)",
     )
     right.legend(fontsize=8)
-    _save_figure(figure, out / "variance.png")
+    write_png_atomic(figure, out / "variance.png", dpi=110)
     return "\n".join(
         [
             "## t_gamma vs reward variance",
@@ -181,7 +165,7 @@ def write_accuracy(result: AccuracyResult, out: Path) -> str:
         )
         axis.legend(fontsize=8)
     right.set_xscale("log")
-    _save_figure(figure, out / "accuracy.png")
+    write_png_atomic(figure, out / "accuracy.png", dpi=110)
     rows = pd.DataFrame(
         {
             "property": ["reward variance", "on-policy accuracy", "accuracy (all pairs)"],
@@ -229,7 +213,7 @@ def write_constructions(result: ConstructionsResult, out: Path) -> str:
         axis.axhline(result.gamma, color="k", ls=":", label=f"γ = {result.gamma}")
         axis.set(xscale="log", xlabel="gradient-flow time t", ylabel="E[r_G](t) - E[r_G](0)", title=title)
         axis.legend(fontsize=7)
-    _save_figure(figure, out / "constructions.png")
+    write_png_atomic(figure, out / "constructions.png", dpi=110)
     thm6 = frame[frame["theorem"] == "6"]
     grid = thm6.pivot(index="policy", columns="reward_model", values="t_gamma")
     grid_md = (
@@ -288,7 +272,7 @@ def write_best_of_n(result: BestOfNResult, out: Path) -> str:
         title="Policy gradient: variance is what matters",
     )
     right.legend(fontsize=8)
-    _save_figure(figure, out / "best_of_n.png")
+    write_png_atomic(figure, out / "best_of_n.png", dpi=110)
     optimal = bool(np.allclose(result.best_of_n[1], result.expected_max))
     slowest = result.names[int(np.argmax(result.table["t_gamma"]))]
     return "\n".join(
@@ -335,7 +319,7 @@ def write_practice(result: PracticeResult, out: Path) -> str:
             title=f"Increase of the {which}",
         )
         axis.legend(fontsize=6)
-    _save_figure(figure, out / "practice.png")
+    write_png_atomic(figure, out / "practice.png", dpi=110)
     order_flow = np.argsort(-result.table["flow_gt_increase"])
     order_rloo = np.argsort(-result.table["rloo_gt_increase"])
     return "\n".join(

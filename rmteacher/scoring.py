@@ -53,6 +53,11 @@ def score_rows(
     bad = ~np.isfinite(scores)
     if bad.any():
         first = int(np.argmax(bad))
-        where = ", ".join(f"{k}={ids[k].iloc[first]!r}" for k in ids.columns)
+        where = ", ".join(f"{k}={_plain(ids[k].iloc[first])!r}" for k in ids.columns)
         raise RewardError(f"reward {reward.name!r} returned {scores[first]} for {where}; rewards must be finite")
     return scores
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars as Python ones, so messages read ``3``, not ``np.int64(3)``."""
+    return value.item() if isinstance(value, np.generic) else value

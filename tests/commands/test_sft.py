@@ -23,7 +23,7 @@ from rmteacher.training.sft import SFTOptions, sft
     [
         ({"learning_rate": -1.0}, "--learning-rate must be a finite number > 0; got -1.0"),
         ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
-        ({"seed": -1}, "--seed must be >= 0; got -1"),
+        ({"seed": -1}, r"--seed must be an integer in \[0, 4294967295\].*; got -1"),
         ({"model": "m"}, "--model and --data go together"),
         ({"max_steps": 0}, "--max-steps must be -1 or >= 1; got 0"),
         ({"max_steps": -1, "epochs": 0.0}, "--epochs must be > 0 with --max-steps -1; got 0.0"),

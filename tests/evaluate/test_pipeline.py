@@ -147,7 +147,7 @@ def bad_rewards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     [
         (
             ["--reward-model", "nan=bad_rewards:nan_reward"],
-            r"reward 'nan' returned nan for prompt_id='p3', pair='chosen'",
+            r"reward 'nan' returned nan for prompt_id='p0', sample_id=3; rewards must be finite",
         ),
         (["--reward-model", "boom=bad_rewards:raising_reward"], r"reward 'boom' raised RuntimeError: boom"),
         (["--reward-model", "x=bad_rewards:missing"], r"module 'bad_rewards' has no function 'missing'"),

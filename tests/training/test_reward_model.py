@@ -86,7 +86,8 @@ def test_mixing_replaces_exactly_the_chosen_rows(ties: str, kept_rows: list[str]
     [
         ({"center_rewards_coefficient": -1.0}, "--center-rewards-coefficient must be >= 0; got -1.0"),
         ({"max_steps": 0}, "--max-steps must be -1 or >= 1; got 0"),
-        ({"learning_rate": 0.0}, "--learning-rate must be > 0; got 0.0"),
+        ({"learning_rate": 0.0}, "--learning-rate must be a finite number > 0; got 0.0"),
+            ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
         ({"ties": "coin"}, "--ties must be drop or keep; got 'coin'"),
         ({"resume": True, "overwrite": True}, "--resume and --overwrite exclude each other"),
     ],

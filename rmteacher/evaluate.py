@@ -229,7 +229,11 @@ def load_samples(path: Path, samples_per_prompt: int | None = None) -> pd.DataFr
     frame = read_table(path)
     where = f"--samples {path}"
     require_columns(frame, ["prompt_id", "sample_id", "prompt", "completion"], where=where)
-    frame["prompt"] = [check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())]
+    frame["prompt"] = pd.Series(
+        [check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())],
+        index=frame.index,
+        dtype=object,
+    )
     if not all(isinstance(v, str) for v in frame["completion"]):
         raise TableError(f"{where}: column 'completion' must hold texts")
     if frame.duplicated(["prompt_id", "sample_id"]).any():

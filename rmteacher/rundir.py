@@ -173,7 +173,7 @@ def open_run(
         RunDirError: ``out`` is a file, holds files that are not an rmteacher run, holds another run and no
             ``--overwrite`` was given, holds the same run without ``--resume``, or is locked by another run.
     """
-    identity = json.loads(json.dumps(dict(identity), default=str))
+    identity = dict(json.loads(json.dumps(dict(identity), default=str)))
     if not is_main_process:
         manifest = _read_manifest(out) or {}
         yield RunDir(out, command, identity, resumed=manifest.get("status") != "new")

@@ -3,6 +3,12 @@
 Batches are formed the same way whatever the number of processes (prompts sorted by length, then chunked) and
 each batch draws from its own seed, so one process and two processes under ``accelerate launch`` give the same
 samples: rank ``r`` of ``w`` takes batches ``r, r + w, ...``.
+
+Stopping is TRL's: a completion ends at the first of the policy's end tokens (:func:`end_token_ids`: every id of
+``generation_config.eos_token_id`` and the tokenizer's EOS), so a Llama-3-style policy stops at ``<|eot_id|>`` here
+as in RL training. Optional ``stop`` strings end a completion too (the text is cut before the first one). A
+completion's text never holds special tokens or end-of-turn text: it is decoded up to its end token, without
+special tokens.
 """
 
 from __future__ import annotations
@@ -13,14 +19,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rmteacher.models import render_conversation
+from rmteacher.rendering import Prompt, encode_rendered, render_prompt
 
-__all__ = ["Completion", "sample_completions"]
+__all__ = ["Completion", "end_token_ids", "sample_completions"]
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled completion: its text, its generated token ids (EOS included when it ended), whether it ended."""
+    """One sampled completion.
+
+    ``text``: decoded without special tokens, up to its end token or stop string. ``token_ids``: the generated ids
+    up to and including the end token (or the token that completed the stop string) when it ``finished``, all of
+    them when it ran into ``max_new_tokens``.
+    """
 
     prompt_index: int
     sample_id: int
@@ -33,10 +44,43 @@ class Completion:
         return len(self.token_ids)
 
 
+def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a completion: the tokenizer's EOS, then every id of ``model.generation_config.eos_token_id``
+    (an int or a list), without repeats; the same set and order as TRL's ``GRPOTrainer``/``RLOOTrainer``.
+
+    Raises:
+        ValueError: neither the tokenizer nor the generation config names an end token.
+    """
+    config = getattr(model, "generation_config", None)
+    configured = getattr(config, "eos_token_id", None)
+    configured = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
+    ids = [tokenizer.eos_token_id, *configured] if tokenizer.eos_token_id is not None else configured
+    unique = list(dict.fromkeys(int(i) for i in ids))
+    if not unique:
+        raise ValueError("the policy has no end token (no tokenizer EOS, no generation_config.eos_token_id)")
+    return unique
+
+
+def _cut_at_stop(tokenizer: Any, ids: list[int], text: str, stop: Sequence[str]) -> tuple[str, list[int]] | None:
+    """``(text before the first stop string, ids up to the token that completed it)``, or None without one."""
+    found = [text.find(s) for s in stop if s and s in text]
+    if not found:
+        return None
+    # The fewest leading tokens whose text holds a stop string (a prefix's text only grows with its length).
+    low, high = 1, len(ids)
+    while low < high:
+        mid = (low + high) // 2
+        if any(s and s in tokenizer.decode(ids[:mid], skip_special_tokens=True) for s in stop):
+            high = mid
+        else:
+            low = mid + 1
+    return text[: min(found)], ids[:low]
+
+
 def sample_completions(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     *,
     samples_per_prompt: int,
     max_new_tokens: int,
@@ -46,20 +90,26 @@ def sample_completions(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    system_prompt: str | None = None,
+    stop: Sequence[str] | None = None,
 ) -> list[Completion]:
-    """Samples ``samples_per_prompt`` completions for each prompt (pure ancestral sampling: no top-k/top-p).
+    """Samples ``samples_per_prompt`` completions for each prompt (pure ancestral sampling: no top-k/top-p/min-p,
+    no repetition penalty, whatever the model's generation config says).
 
     Args:
         model: a causal LM (``AutoModelForCausalLM``) in eval mode.
-        tokenizer: its tokenizer; the chat template, when there is one, renders each prompt.
-        prompts: raw user texts.
+        tokenizer: its tokenizer; prompts are rendered with :func:`rmteacher.rendering.render_prompt` (the chat
+            template when there is one) and encoded with :func:`rmteacher.rendering.encode_rendered`.
+        prompts: ``[num_prompts]`` strings or conversations (TRL's formats).
         samples_per_prompt: K, the completions per prompt (the paper: 10).
         max_new_tokens: the most tokens a completion may have.
         temperature: sampling temperature (the paper: 1).
-        seed: base seed; batch ``b`` samples under ``seed * 1_000_003 + b``.
+        seed: base seed; batch ``b`` samples under ``seed * 1_000_003 + b``. The caller's RNG state is restored.
         prompts_per_batch: prompts per ``generate`` call (the batch holds ``prompts_per_batch * K`` sequences).
         rank, world_size: this process's share of the batches.
         progress: show a progress bar (rank 0 only).
+        system_prompt: prepended to every prompt as a system message.
+        stop: strings that end a completion (cut before the first one; the completion counts as finished).
 
     Returns:
         this rank's completions, ``K`` per prompt it handled, ordered by (prompt_index, sample_id).
@@ -68,47 +118,58 @@ def sample_completions(
 
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt must be >= 1; got {samples_per_prompt}")
-    rendered = [render_conversation(tokenizer, p) for p in prompts]
-    lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+    stop = [s for s in stop or [] if s]
+    prompt_ids = encode_rendered(tokenizer, [render_prompt(tokenizer, p, system_prompt=system_prompt) for p in prompts])
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompt_ids[i]), i))
     batches = [order[i : i + prompts_per_batch] for i in range(0, len(order), prompts_per_batch)]
     mine = list(range(rank, len(batches), world_size))
     device = next(model.parameters()).device
-    eos = tokenizer.eos_token_id
+    ends = end_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ends[0]
     results: list[Completion] = []
-    for b in tqdm(mine, desc="sampling", unit="batch", disable=not progress or rank != 0, leave=False):
-        indices = batches[b]
-        encoded = tokenizer(
-            [rendered[i] for i in indices],
-            add_special_tokens=False,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-        ).to(device)
-        torch.manual_seed(seed * 1_000_003 + b)
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=encoded["input_ids"].repeat_interleave(samples_per_prompt, 0),
-                attention_mask=encoded["attention_mask"].repeat_interleave(samples_per_prompt, 0),
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=eos,
-            )
-        generated = output[:, encoded["input_ids"].shape[1] :].cpu()
-        for row, ids in enumerate(generated.tolist()):
-            finished = eos in ids
-            kept = ids[: ids.index(eos)] if finished else ids
-            results.append(
-                Completion(
-                    prompt_index=indices[row // samples_per_prompt],
-                    sample_id=row % samples_per_prompt,
-                    text=tokenizer.decode(kept, skip_special_tokens=True),
-                    token_ids=tuple(ids[: len(kept) + 1] if finished else kept),
-                    finished=finished,
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for b in tqdm(mine, desc="sampling", unit="batch", disable=not progress or rank != 0, leave=False):
+            indices = batches[b]
+            width = max(len(prompt_ids[i]) for i in indices)
+            ids = torch.full((len(indices), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(indices), width), dtype=torch.long)
+            for row, i in enumerate(indices):  # left-padded: every prompt ends where generation starts
+                ids[row, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i], dtype=torch.long)
+                mask[row, width - len(prompt_ids[i]) :] = 1
+            torch.manual_seed(seed * 1_000_003 + b)
+            with torch.inference_mode():
+                output = model.generate(
+                    input_ids=ids.repeat_interleave(samples_per_prompt, 0).to(device),
+                    attention_mask=mask.repeat_interleave(samples_per_prompt, 0).to(device),
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    top_p=1.0,
+                    min_p=None,
+                    repetition_penalty=1.0,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad,
+                    eos_token_id=ends,
+                    **({"stop_strings": stop, "tokenizer": tokenizer} if stop else {}),
                 )
-            )
+            for row, generated in enumerate(output[:, width:].cpu().tolist()):
+                end = next((t for t, token in enumerate(generated) if token in ends), None)
+                kept = generated if end is None else generated[:end]
+                token_ids = generated if end is None else generated[: end + 1]
+                text = tokenizer.decode(kept, skip_special_tokens=True)
+                finished = end is not None
+                cut = _cut_at_stop(tokenizer, kept, text, stop) if stop else None
+                if cut is not None:
+                    text, token_ids, finished = cut[0], cut[1], True
+                results.append(
+                    Completion(
+                        prompt_index=indices[row // samples_per_prompt],
+                        sample_id=row % samples_per_prompt,
+                        text=text,
+                        token_ids=tuple(token_ids),
+                        finished=finished,
+                    )
+                )
     return sorted(results, key=lambda c: (c.prompt_index, c.sample_id))

@@ -331,9 +331,11 @@ def load_pairs(path: Path | str, prompts: pd.DataFrame | None = None, *, argumen
         require_columns(frame, ["prompt"], where=where)
         if PROMPT_ID not in frame.columns:
             frame = frame.assign(**{PROMPT_ID: np.arange(len(frame))})
-        frame["prompt"] = [
-            check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())
-        ]
+        frame["prompt"] = pd.Series(
+            [check_prompt(v, where=f"{where}: row {i + 1}") for i, v in enumerate(frame["prompt"].tolist())],
+            index=frame.index,
+            dtype=object,
+        )
     for side in ("chosen", "rejected"):
         bad = frame[side].isna().to_numpy()
         if bad.any():

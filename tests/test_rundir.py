@@ -73,28 +73,34 @@ def test_overwrite_removes_declared_outputs_of_a_killed_run(tmp_path: Path) -> N
 def test_another_command_is_refused(tmp_path: Path) -> None:
     with _open(tmp_path / "run"):
         (tmp_path / "run" / "x").write_text("")
-    with pytest.raises(RunDirError, match="holds an rmteacher evaluate run, not a rl run"):
-        with open_run(tmp_path / "run", command="rl", identity={}, resume=True, overwrite=False):
-            pass
+    other = open_run(tmp_path / "run", command="rl", identity={}, resume=True, overwrite=False)
+    with pytest.raises(RunDirError, match="holds an rmteacher evaluate run, not a rl run"), other:
+        pass
 
 
 def test_second_run_on_the_same_out_fails_at_once(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    with _open(out), pytest.raises(RunDirError, match="another rmteacher run is using it now"), _open(out, resume=True):
+        pass
+
+
+def _fail(out: Path, error: Exception, written: str | None = None) -> None:
+    """A run that writes ``written`` (if any) and then fails with ``error``."""
     with _open(out):
-        with pytest.raises(RunDirError, match="another rmteacher run is using it now"), _open(out, resume=True):
-            pass
+        if written:
+            (out / written).write_text("{}")
+        raise error
 
 
 def test_failed_start_leaves_out_as_found(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(ModuleNotFoundError), _open(out):
-        (out / "config.json").write_text("{}")
-        raise ModuleNotFoundError("no module named 'myrewards'")
+    with pytest.raises(ModuleNotFoundError, match="myrewards"):
+        _fail(out, ModuleNotFoundError("no module named 'myrewards'"), "config.json")
     assert not out.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(RuntimeError), _open(empty):
-        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        _fail(empty, RuntimeError("boom"))
     assert list(empty.iterdir()) == []
     with _open(out):  # the corrected rerun needs no flag
         pass
@@ -102,9 +108,8 @@ def test_failed_start_leaves_out_as_found(tmp_path: Path) -> None:
 
 def test_failure_after_results_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError), _open(out):
-        (out / "samples.parquet").write_text("")
-        raise RuntimeError("out of memory")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _fail(out, RuntimeError("out of memory"), "samples.parquet")
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["status"] == "failed"
     assert "out of memory" in manifest["error"]
@@ -120,8 +125,8 @@ def test_out_that_is_a_file(tmp_path: Path) -> None:
 
 def test_lock_file_is_not_left_by_a_failed_fresh_start(tmp_path: Path) -> None:
     out = tmp_path / "new"
-    with pytest.raises(ValueError), _open(out):
-        raise ValueError("bad prompts")
+    with pytest.raises(ValueError, match="bad prompts"):
+        _fail(out, ValueError("bad prompts"))
     assert not (out / LOCK).exists()
 
 

@@ -131,7 +131,7 @@ def sft_rows(frame: Any, tokenizer: Any, *, prompt_column: str, completion_colum
     sampled and scored with.
     """
     templated = bool(getattr(tokenizer, "chat_template", None))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (prompt, completion) in enumerate(zip(frame[prompt_column], frame[completion_column], strict=True)):
         prompt = check_prompt(prompt, where=f"--data row {i + 1}, column {prompt_column!r}")
         if isinstance(completion, list | tuple) or hasattr(completion, "tolist"):

@@ -118,12 +118,14 @@ def _code_digest() -> str:
     digest = hashlib.sha256(f"format {FORMAT_VERSION}".encode())
     package = Path(__file__).parents[1]
     # The library code a build runs: this package, the SFT function, sampling and rendering, the variance metric.
-    library = ["training/sft.py", "training/runs.py", "sampling.py", "models.py", "metrics.py", "threads.py"]
+    library = [
+        "training/sft.py", "training/runs.py", "sampling.py", "models.py", "rendering.py", "metrics.py", "threads.py"
+    ]  # fmt: skip
     sources = [*sorted(Path(__file__).parent.glob("*.py")), *(package / name for name in library)]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for package in ("torch", "transformers", "trl", "tokenizers"):
-        digest.update(f"{package}=={version(package)}".encode())
+    for name in ("torch", "transformers", "trl", "tokenizers"):
+        digest.update(f"{name}=={version(name)}".encode())
     return digest.hexdigest()[:12]
 
 

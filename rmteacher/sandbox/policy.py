@@ -73,41 +73,32 @@ def sample_completions(
     seed: int = 0,
     batch_size: int = 256,
 ) -> list[list[str]]:
-    """``samples_per_prompt`` completions per prompt at temperature 1, decoded without special tokens.
+    """``samples_per_prompt`` completions per prompt at temperature 1, as texts.
+
+    The one sampler, :func:`rmteacher.sampling.sample_completions` (chat template, stopping, decoding), in the shape
+    the sandbox's measurements use.
 
     Args:
-        prompts: ``[num_prompts]`` raw user texts; the chat template is applied here.
+        prompts: ``[num_prompts]`` raw user texts; the chat template is applied by the sampler.
+        batch_size: sequences per ``generate`` call (``batch_size // samples_per_prompt`` prompts).
 
     Returns:
         ``[num_prompts][samples_per_prompt]`` completion texts.
     """
-    import torch
+    from rmteacher.sampling import sample_completions as sample
 
-    templated = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    repeated = [t for t in templated for _ in range(samples_per_prompt)]  # [num_prompts * samples_per_prompt]
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    texts: list[str] = []
-    try:
-        model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(repeated), batch_size):
-                batch = tokenizer(
-                    repeated[start : start + batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    padding_side="left",
-                    add_special_tokens=False,
-                ).to(model.device)
-                out = model.generate(
-                    **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens
-                )
-                texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    finally:
-        torch.random.set_rng_state(generator_state)  # sampling here leaves the caller's RNG stream untouched
+    model.eval()
+    completions = sample(
+        model,
+        tokenizer,
+        list(prompts),
+        samples_per_prompt=samples_per_prompt,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        prompts_per_batch=max(1, batch_size // samples_per_prompt),
+        progress=False,
+    )  # ordered by (prompt, sample)
+    texts = [c.text for c in completions]
     return [texts[i : i + samples_per_prompt] for i in range(0, len(texts), samples_per_prompt)]
 
 

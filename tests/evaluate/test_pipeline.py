@@ -178,7 +178,8 @@ def test_bad_input(
     [
         ("empty.jsonl", "", "--prompts", "the table has no rows"),
         ("broken.jsonl", '{"prompt": "sort: abc"}\n{"prompt": \n', "--prompts", r"broken.jsonl:2: not valid JSON"),
-        ("blank.jsonl", '{"prompt": "sort: abc"}\n{"prompt": " "}\n', "--prompts", r"row 2, column 'prompt': the prompt is empty"),
+        ("blank.jsonl", '{"prompt": "sort: abc"}\n{"prompt": " "}\n', "--prompts",
+         r"row 2, column 'prompt': the prompt is empty"),
         ("nocol.jsonl", '{"text": "sort: abc"}\n', "--prompts", r"missing column\(s\) 'prompt'; found 'text'"),
         ("pairs.jsonl", '{"prompt_id": "zz", "chosen": "a", "rejected": "b"}\n', "--pairs",
          r"1 pair\(s\) refer to prompt_ids not in the prompts, e.g. 'zz'"),

@@ -1,5 +1,6 @@
-"""`rmteacher study --quick` end to end: every table and figure is there, the correlation table agrees with
-`rmteacher correlate`, `rmteacher report` regenerates the report from saved results, and stages resume."""
+"""`rmteacher study --quick` (the paper's Section 4.1) end to end: every table and figure is there, the correlation
+table agrees with `rmteacher correlate`, `rmteacher report` regenerates the report from saved results, stages resume;
+and how the command resolves its inputs (the built-in sandbox only when none is given)."""
 
 import json
 from pathlib import Path
@@ -7,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rmteacher.cli import main
+from rmteacher.commands.study import resolve_inputs
 from rmteacher.sandbox import SandboxTask
-
-pytestmark = pytest.mark.slow
+from rmteacher.study import StudyConfig, study_reward_models
 
 QUICK = ["study", "--quick", "--no-progress"]
 
@@ -21,6 +22,7 @@ def study_dir(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
+@pytest.mark.slow
 def test_every_table_and_figure_is_there(study_dir: Path) -> None:
     for name in ("report.md", "report.html", "analysis.json", "table1.csv", "table2_input.csv", "timings.json",
                  "fig_reward_increase.png", "fig_ground_truth_vs_kl.png", "evaluate/metrics.json",
@@ -40,6 +42,7 @@ def test_every_table_and_figure_is_there(study_dir: Path) -> None:
     assert {"setup", "reward_models", "evaluate", "rl"} <= set(timings)
 
 
+@pytest.mark.slow
 def test_correlation_table_agrees_with_rmteacher_correlate(
     study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -55,6 +58,7 @@ def test_correlation_table_agrees_with_rmteacher_correlate(
                 assert (got is None and expected is None) or got == pytest.approx(expected), (row, increase, kind)
 
 
+@pytest.mark.slow
 def test_report_regenerates_from_saved_results(study_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (study_dir / "report.md").read_text()
     (study_dir / "report.md").unlink()
@@ -65,6 +69,7 @@ def test_report_regenerates_from_saved_results(study_dir: Path, capsys: pytest.C
     assert (study_dir / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_complete_stages_and_redoes_changed_ones(
     study_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,3 +98,44 @@ def test_report_and_study_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "other" / "file.txt").write_text("x")
     assert main(["study", "--out", str(tmp_path / "other")]) == 2
     assert "not empty and not a study" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def test_the_sandbox_only_when_no_input_is_given(
+    sandbox_task: SandboxTask, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = resolve_inputs(StudyConfig(out=tmp_path / "run"))
+    assert (inputs.policy, inputs.prompts, inputs.pairs) == (
+        str(sandbox_task.policy_dir),
+        sandbox_task.train_prompts,
+        sandbox_task.pairs,
+    )
+    assert inputs.task is not None and inputs.task.key == sandbox_task.key
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "using the built-in sandbox task" in err[0], err
+    given = StudyConfig(out=tmp_path / "run", policy="p", prompts=Path("s.jsonl"), eval_prompts=Path("e.jsonl"),
+                        ground_truth="pkg.mod:fn")  # fmt: skip
+    inputs = resolve_inputs(given)
+    assert (inputs.policy, inputs.pairs, inputs.task) == ("p", None, None)
+    assert capsys.readouterr().err == ""
+
+
+def test_some_inputs_but_not_all_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="--prompts given without --policy/--eval-prompts/--ground-truth"):
+        resolve_inputs(StudyConfig(out=tmp_path / "run", prompts=Path("s.jsonl")))
+    with pytest.raises(ValueError, match="--pairs given without --prompts/--eval-prompts/--ground-truth"):
+        resolve_inputs(StudyConfig(out=tmp_path / "run", design="policies", pairs=Path("p.jsonl")))
+    assert main(["study", "--out", str(tmp_path / "run"), "--ground-truth", "pkg.mod:fn"]) == 2
+    assert "--ground-truth given without --policy/--prompts/--eval-prompts" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_pipeline_takes_its_inputs_explicitly(tmp_path: Path) -> None:
+    config = StudyConfig(out=tmp_path / "run")
+    with pytest.raises(ValueError, match="study_reward_models: missing input\\(s\\) policy, ground_truth"):
+        study_reward_models(config, policy="", prompts=Path("s"), eval_prompts=Path("e"), ground_truth=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="--pairs is needed to train reward models"):
+        study_reward_models(config, policy="p", prompts=Path("s"), eval_prompts=Path("e"), ground_truth="g")
+    assert not (tmp_path / "run").exists()

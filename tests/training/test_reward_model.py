@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
+from rmteacher.commands.train_rm import run_train_rm
 from rmteacher.models import ModelReward, load_reward, render_conversation
+from rmteacher.rundir import RunDirError
 from rmteacher.sandbox import GROUND_TRUTH, SandboxTask
 from rmteacher.sandbox.tokenizer import build_tokenizer
-from rmteacher.commands.train_rm import run_train_rm
-from rmteacher.rundir import RunDirError
 from rmteacher.tables import TableError, load_pairs
 from rmteacher.training.preferences import label_pairs, mix_preferences, on_policy_rows
 from rmteacher.training.reward_model import TrainRMConfig, encode_preferences
@@ -87,7 +87,7 @@ def test_mixing_replaces_exactly_the_chosen_rows(ties: str, kept_rows: list[str]
         ({"center_rewards_coefficient": -1.0}, "--center-rewards-coefficient must be >= 0; got -1.0"),
         ({"max_steps": 0}, "--max-steps must be -1 or >= 1; got 0"),
         ({"learning_rate": 0.0}, "--learning-rate must be a finite number > 0; got 0.0"),
-            ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
+        ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
         ({"ties": "coin"}, "--ties must be drop or keep; got 'coin'"),
         ({"resume": True, "overwrite": True}, "--resume and --overwrite exclude each other"),
     ],
@@ -180,7 +180,7 @@ def test_an_occupied_run_directory_is_refused_unless_resume_or_overwrite(
     trained: tuple[Path, str], tmp_path: Path
 ) -> None:
     out, _ = trained
-    with pytest.raises(RunDirError, match="holds a previous train-rm run .*; pass --resume to continue it"):
+    with pytest.raises(RunDirError, match=r"holds a previous train-rm run .*; pass --resume to continue it"):
         run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, **SHORT))  # type: ignore[arg-type]
     with pytest.raises(RunDirError, match=r"holds a different train-rm run: on_policy_fraction \(0.5 there, 0.25 now"):
         run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.25, resume=True, **SHORT))  # type: ignore[arg-type]

@@ -1,0 +1,265 @@
+"""The report of `rmteacher study` (the paper's Section 4.1), from a run directory's saved results; nothing is rerun.
+
+``analyze`` reads ``evaluate/metrics.json`` (Table 1) and every ``rl/<model>/seed<k>/metrics.jsonl`` (the
+evaluations along training), averages the reward increases over seeds and correlates reward-model properties with
+them (Table 2). ``write_report`` draws the figures and writes ``report.md`` and a self-contained ``report.html``
+from the same blocks (:mod:`rmteacher.report.render`). Run: ``rmteacher report RUN_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rmteacher.analysis import CORRELATION_ROWS, correlation_table
+from rmteacher.report.render import (
+    Block,
+    blocks_to_html,
+    blocks_to_markdown,
+    format_number,
+    pyplot,
+    read_json,
+    read_seed_curves,
+)
+from rmteacher.tables import LOW_VARIANCE, TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
+
+__all__ = ["analyze", "findings", "write_report"]
+
+LABELS = {TRUTH: "Ground truth", LOW_VARIANCE: "Perfectly acc. low var."}
+
+
+def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
+    """Table 1 and 2 analogues, the curves and the findings, from a study's saved results."""
+    metrics_path = run_dir / "evaluate" / "metrics.json"
+    if not metrics_path.exists():
+        raise ValueError(f"{run_dir}: no evaluate/metrics.json; is it a `rmteacher study` run directory?")
+    metrics = json.loads(metrics_path.read_text())
+    models = metrics["reward_models"]
+    names = [n for n in models if n not in (TRUTH, LOW_VARIANCE)] + [LOW_VARIANCE, TRUTH]
+    curves: dict[str, dict[str, Any]] = {}
+    for name in names:
+        seeds = sorted((run_dir / "rl" / name).glob("seed*/metrics.jsonl"))
+        if not seeds:
+            raise ValueError(f"{run_dir}: no RL runs for {name!r} under rl/{name}/")
+        steps, stacked = read_seed_curves(seeds, ("proxy_increase", "ground_truth_increase", "kl"))
+        curves[name] = {
+            "steps": steps,
+            "seeds": len(seeds),
+            **{k: {"mean": v.mean(0).tolist(), "std": v.std(0).tolist()} for k, v in stacked.items()},
+        }
+    steps = curves[names[0]]["steps"]
+    if not 1 <= table_eval < len(steps):
+        raise ValueError(f"--table-eval {table_eval}: the runs have evaluations 1..{len(steps) - 1} after step 0")
+    rows = []
+    for name in names:
+        entry = models[name]
+        rows.append(
+            {
+                "reward_model": name,
+                "reward_variance": entry["reward_variance"]["estimate"],
+                "on_policy_accuracy": entry["on_policy_accuracy"]["estimate"],
+                "off_policy_accuracy": entry.get("off_policy_accuracy", {}).get("estimate", np.nan),
+                "increase_proxy": curves[name]["proxy_increase"]["mean"][table_eval],
+                "increase_ground_truth": curves[name]["ground_truth_increase"]["mean"][table_eval],
+                "increase_proxy_std": curves[name]["proxy_increase"]["std"][table_eval],
+                "increase_ground_truth_std": curves[name]["ground_truth_increase"]["std"][table_eval],
+            }
+        )
+    table = pd.DataFrame(rows)
+    # The paper correlates over its six proxy reward models; the ground-truth run is left out (Section 4.1).
+    proxies = table[table["reward_model"] != TRUTH]
+    column = {k: proxies[k].to_numpy(dtype=float) for k in proxies.columns if k != "reward_model"}
+    correlations = correlation_table(
+        column["reward_variance"],
+        column["on_policy_accuracy"],
+        np.nan_to_num(column["off_policy_accuracy"]),  # no --pairs: off-policy rows are uninformative zeros
+        {"increase_proxy": column["increase_proxy"], "increase_ground_truth": column["increase_ground_truth"]},
+    )
+    return {
+        "table": table.to_dict(orient="records"),
+        "correlations": {row: {k: c.to_dict() for k, c in cells.items()} for row, cells in correlations.items()},
+        "curves": curves,
+        "table_step": steps[table_eval],
+        "num_prompts": metrics["num_prompts"],
+        "samples_per_prompt": metrics["samples_per_prompt"],
+        "variance_estimator": metrics["variance_estimator"],
+        "findings": findings(table, correlations, steps[table_eval]),
+    }
+
+
+def findings(table: pd.DataFrame, correlations: dict[str, Any], step: int) -> list[str]:
+    """A few sentences that quote the measured numbers, whichever way they came out."""
+    var = correlations["reward_variance"]
+    on = correlations["on_policy_accuracy"]
+    n = var["increase_proxy"].n
+    lines = [
+        f"Over the {n} proxy reward models (ground truth excluded, as the paper), reward variance under the initial "
+        f"policy correlates with the increase of the reward used for training after {step} steps with Pearson "
+        f"{var['increase_proxy'].pearson:.3f} and Spearman {var['increase_proxy'].spearman:.3f}, and with the "
+        f"ground-truth increase with Pearson {var['increase_ground_truth'].pearson:.3f} and Spearman "
+        f"{var['increase_ground_truth'].spearman:.3f} (the paper, Table 2: 0.982 / 1.000 and 0.834 / 0.714).",
+        f"On-policy accuracy correlates with the proxy increase with Pearson {on['increase_proxy'].pearson:.3f} and "
+        f"Spearman {on['increase_proxy'].spearman:.3f}, and with the ground-truth increase with Pearson "
+        f"{on['increase_ground_truth'].pearson:.3f} and Spearman {on['increase_ground_truth'].spearman:.3f}.",
+    ]
+    low = table.set_index("reward_model")
+    if LOW_VARIANCE in low.index:
+        trained = low.drop(index=[LOW_VARIANCE, TRUTH], errors="ignore")
+        scaled = {
+            k: float(low.at[LOW_VARIANCE, k])  # type: ignore[arg-type]
+            for k in ("reward_variance", "on_policy_accuracy", "increase_ground_truth")
+        }
+        variance, acc, gt = scaled["reward_variance"], scaled["on_policy_accuracy"], scaled["increase_ground_truth"]
+        faster = trained[trained["increase_ground_truth"] > gt]
+        others = ", ".join(f"{n} {float(v):+.3f}" for n, v in trained["increase_ground_truth"].items())
+        lines.append(
+            f"The perfectly accurate, low-variance reward model (variance {variance:.3f}, on-policy accuracy "
+            f"{acc:.3f}) raised the ground truth by {gt:+.3f} after {step} steps; {len(faster)} of the "
+            f"{len(trained)} less accurate reward models raised it more ({others})."
+            + (" This is the paper's finding." if len(faster) > 0 else " Here the paper's finding is not reproduced.")
+        )
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------- output
+
+
+def _figures(run_dir: Path, analysis: dict[str, Any]) -> dict[str, Path]:
+    plt = pyplot()
+    paths = {"increase": run_dir / "fig_reward_increase.png", "kl": run_dir / "fig_ground_truth_vs_kl.png"}
+    curves = analysis["curves"]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for name, curve in curves.items():
+        label = LABELS.get(name, name)
+        for axis, key in zip(axes, ("proxy_increase", "ground_truth_increase"), strict=True):
+            mean, std = np.array(curve[key]["mean"]), np.array(curve[key]["std"])
+            axis.plot(curve["steps"], mean, marker="o", ms=3, label=label)
+            axis.fill_between(curve["steps"], mean - std, mean + std, alpha=0.15)
+    axes[0].set_title("Reward used for training")
+    axes[1].set_title("Ground-truth reward")
+    for axis in axes:
+        axis.set_xlabel("RLOO step")
+        axis.set_ylabel("reward increase (initial std units)")
+        axis.axvline(analysis["table_step"], color="grey", lw=0.8, ls=":")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize="small")
+    figure.tight_layout()
+    write_png_atomic(figure, paths["increase"], dpi=110)
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    for name, curve in curves.items():
+        axis.plot(
+            curve["kl"]["mean"], curve["ground_truth_increase"]["mean"], marker="o", ms=3, label=LABELS.get(name, name)
+        )
+    axis.set_xlabel("KL(policy || initial policy)")
+    axis.set_ylabel("ground-truth reward increase")
+    axis.set_title("Ground-truth reward vs KL")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    write_png_atomic(figure, paths["kl"], dpi=110)
+    return paths
+
+
+def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
+    """The report as a list of (kind, content) blocks, rendered to markdown and to HTML alike."""
+    table = pd.DataFrame(analysis["table"])
+    study_options = read_json(run_dir / "study.json")
+    timings = read_json(run_dir / "timings.json")
+    evaluation = json.loads((run_dir / "evaluate" / "metrics.json").read_text())["reward_models"]
+
+    def ci(name: str, key: str) -> str:
+        entry = evaluation[name].get(key)
+        return "-" if not entry else f"{entry['estimate']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+    names = list(table["reward_model"])
+    table1 = [
+        ["", *(LABELS.get(n, n) for n in names)],
+        ["Reward variance", *(ci(n, "reward_variance") for n in names)],
+        ["On-policy accuracy", *(ci(n, "on_policy_accuracy") for n in names)],
+        ["Off-policy accuracy", *(ci(n, "off_policy_accuracy") for n in names)],
+        [
+            f"Increase, reward used for training (step {analysis['table_step']})",
+            *(f"{r.increase_proxy:+.3f} ± {r.increase_proxy_std:.3f}" for r in table.itertuples()),
+        ],
+        [
+            f"Increase, ground truth (step {analysis['table_step']})",
+            *(f"{r.increase_ground_truth:+.3f} ± {r.increase_ground_truth_std:.3f}" for r in table.itertuples()),
+        ],
+    ]
+    corr = analysis["correlations"]
+    table2 = [["", "Proxy Pearson", "Proxy Spearman", "GT Pearson", "GT Spearman"]] + [
+        [
+            row,
+            *(
+                format_number(corr[row][inc][kind])
+                for inc in ("increase_proxy", "increase_ground_truth")
+                for kind in ("pearson", "spearman")
+            ),
+        ]
+        for row in CORRELATION_ROWS
+    ]
+    seeds = analysis["curves"][names[0]]["seeds"]
+    return [
+        ("h1", "rmteacher study: what makes a reward model a good teacher?"),
+        (
+            "p",
+            "Reproduction of Razin et al. (2025), Section 4.1, with rmteacher. Options: "
+            + ", ".join(f"{k}={v}" for k, v in study_options.items() if v not in (None, [], False))
+            + ".",
+        ),
+        ("h2", "Findings"),
+        *[("p", line) for line in analysis["findings"]],
+        ("h2", "Table 1 analogue: reward models under the initial policy"),
+        (
+            "p",
+            f"{analysis['num_prompts']} prompts x {analysis['samples_per_prompt']} samples of the initial policy; "
+            f"variance {analysis['variance_estimator']}, of rewards normalized by each model's own mean and std "
+            "(the perfectly accurate low-variance model: the ground truth normalized, then x0.001 on a seeded half "
+            f"of the prompts). [95% bootstrap CIs]. Increases: mean ± std over {seeds} RLOO seed(s).",
+        ),
+        ("table", table1),
+        ("h2", f"Table 2 analogue: correlation with the reward increase after {analysis['table_step']} steps"),
+        (
+            "p",
+            f"Over the {len(table) - 1} proxy reward models (ground truth excluded). The same numbers come from "
+            "`rmteacher correlate table2_input.csv`.",
+        ),
+        ("table", table2),
+        ("h2", "Figures"),
+        (
+            "img",
+            (
+                figures["increase"],
+                "Reward increase along RLOO training, mean ± std over seeds (Figure 2 analogue); "
+                "the dotted line marks the step of Table 2.",
+            ),
+        ),
+        ("img", (figures["kl"], "Ground-truth reward increase against KL to the initial policy (Figure 4 analogue).")),
+        ("img", (run_dir / "evaluate" / "variance_vs_accuracy.png", "Reward variance against on-policy accuracy.")),
+        ("h2", "Stage times"),
+        ("table", [["stage", "seconds"], *([k, f"{v}"] for k, v in timings.items())]),
+    ]
+
+
+def write_report(run_dir: Path, analysis: dict[str, Any]) -> None:
+    """Writes analysis.json, table2_input.csv, the figures, report.md and report.html (each atomically)."""
+    write_json_atomic(run_dir / "analysis.json", analysis)
+    table = pd.DataFrame(analysis["table"])
+    columns = [
+        "reward_model",
+        "reward_variance",
+        "on_policy_accuracy",
+        "off_policy_accuracy",
+        "increase_proxy",
+        "increase_ground_truth",
+    ]
+    write_text_atomic(run_dir / "table2_input.csv", table[table["reward_model"] != TRUTH][columns].to_csv(index=False))
+    write_text_atomic(run_dir / "table1.csv", table.to_csv(index=False))
+    figures = _figures(run_dir, analysis)
+    blocks = _blocks(run_dir, analysis, figures)
+    write_text_atomic(run_dir / "report.md", blocks_to_markdown(blocks, run_dir))
+    write_text_atomic(run_dir / "report.html", blocks_to_html(blocks))

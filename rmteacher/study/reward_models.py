@@ -1,0 +1,183 @@
+"""The paper's Section 4.1 end to end, as resumable stages (:mod:`rmteacher.study.stages`), ending in a report.
+
+1. the inputs: an initial policy, its prompts, evaluation prompts, off-policy pairs and the ground truth;
+2. five reward models trained on 100/75/50/25/0% on-policy preference mixes (``rmteacher train-rm``), unless
+   ``--reward-model`` gives candidates;
+3. evaluation of every reward model, the perfectly accurate low-variance one (the ground truth normalized, then
+   x0.001 on a seeded half of the prompts) and the ground truth under the initial policy (Table 1 analogue);
+4. RLOO from the initial policy with each of them, over several seeds, evaluated along training;
+5. the analysis: reward increase per model (mean over seeds), the correlation table over the proxy reward
+   models, ground truth excluded (Table 2 analogue), curves (Figures 2 and 4 analogues), and the report
+   (:mod:`rmteacher.report.reward_models`).
+
+Run: ``rmteacher study`` (the built-in sandbox task, ~5 min on 2 CPU cores) or ``rmteacher study --quick``; from
+Python, :func:`study_reward_models` with explicit inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from rmteacher.study.stages import Sizes, Stages, StudyConfig, prepare_run_dir, record_timings, require_inputs, rl_run
+from rmteacher.tables import LOW_VARIANCE, TRUTH
+
+__all__ = ["FRACTIONS", "study_reward_models"]
+
+#: The paper's on-policy shares of the five trained reward models.
+FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+
+def study_reward_models(
+    config: StudyConfig,
+    *,
+    policy: str,
+    prompts: Path,
+    eval_prompts: Path,
+    ground_truth: str,
+    pairs: Path | None = None,
+    sandbox_key: str | None = None,
+) -> dict[str, Any]:
+    """Runs every stage that is not complete, then the analysis and the report; returns the analysis.
+
+    Args:
+        config: the options; its ``policy``/``prompts``/... fields are not read (the inputs below are).
+        policy: the initial policy (directory or hub id).
+        prompts: policy-gradient prompts S.
+        eval_prompts: prompts to evaluate policies along training.
+        ground_truth: the ground-truth reward ``PATH_OR_CALLABLE``.
+        pairs: off-policy preference pairs; needed to train reward models (without ``config.reward_model``).
+        sandbox_key: the built-in sandbox's cache key when the inputs are its, so that a rebuilt sandbox redoes
+            the stages.
+
+    Raises:
+        ValueError: a missing input, or no ``pairs`` to train reward models on.
+    """
+    from rmteacher.evaluate import EvaluateConfig, evaluate
+    from rmteacher.models import parse_reward_spec
+    from rmteacher.report.reward_models import analyze, write_report
+    from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
+
+    require_inputs(
+        "study_reward_models", policy=policy, prompts=prompts, eval_prompts=eval_prompts, ground_truth=ground_truth
+    )
+    if pairs is None and not config.reward_model:
+        raise ValueError("--pairs is needed to train reward models on on/off-policy mixes (or give --reward-model)")
+    prepare_run_dir(config)
+    sizes = Sizes.of(config)
+    stages = Stages(config.out)
+    started = time.perf_counter()
+
+    # 1. The inputs, recorded: every later stage's fingerprint chains off this one.
+    inputs = {
+        "policy": policy,
+        "prompts": str(prompts),
+        "eval_prompts": str(eval_prompts),
+        "pairs": None if pairs is None else str(pairs),
+        "ground_truth": ground_truth,
+        "sandbox_key": sandbox_key,
+    }
+    data = stages.run("setup", inputs, lambda directory: inputs)
+
+    # 2. Reward models: five on on/off-policy mixes (train-rm), or the candidates given.
+    candidates: dict[str, str] = {}
+    if config.reward_model:
+        candidates = dict(parse_reward_spec(spec) for spec in config.reward_model)
+    else:
+        for fraction in tqdm(FRACTIONS, desc="reward models", disable=not config.progress, leave=False):
+            name = f"rm_{round(fraction * 100)}"
+            train_inputs = {"setup": data["fingerprint"], "fraction": fraction, "max_steps": sizes.rm_max_steps}
+
+            def train(directory: Path, fraction: float = fraction) -> dict[str, Any]:
+                summary = train_reward_model(
+                    TrainRMConfig(
+                        out=directory,
+                        on_policy_fraction=fraction,
+                        policy=data["policy"],
+                        pairs=Path(data["pairs"]),
+                        ground_truth=data["ground_truth"],
+                        max_steps=sizes.rm_max_steps,
+                        max_new_tokens=config.max_new_tokens,
+                        trust_remote_code=config.trust_remote_code,
+                        progress=False,
+                    )
+                )
+                return {"model": str(directory / "model"), "summary": summary}
+
+            candidates[name] = stages.run(f"reward_models/{name}", train_inputs, train)["model"]
+
+    # 3. Table 1: every reward model under the initial policy, the scaled ground truth and the ground truth.
+    evaluate_inputs = {
+        "setup": data["fingerprint"],
+        "candidates": candidates,
+        "num_prompts": sizes.eval_num_prompts,
+        "samples": sizes.eval_samples,
+        "max_new_tokens": config.max_new_tokens,
+    }
+
+    def run_evaluation(directory: Path) -> dict[str, Any]:
+        evaluate(
+            EvaluateConfig(
+                out=directory,
+                policy=data["policy"],
+                reward_model=[f"{n}={t}" for n, t in candidates.items()],
+                ground_truth=data["ground_truth"],
+                prompts=Path(data["prompts"]),
+                pairs=None if data["pairs"] is None else Path(data["pairs"]),
+                num_prompts=sizes.eval_num_prompts,
+                samples_per_prompt=sizes.eval_samples,
+                max_new_tokens=config.max_new_tokens,
+                scale_reward=[TRUTH],
+                trust_remote_code=config.trust_remote_code,
+                progress=config.progress,
+            )
+        )
+        return {"directory": str(directory)}
+
+    evaluation = stages.run("evaluate", evaluate_inputs, run_evaluation)
+
+    # 4. RLOO with each reward model (the scaled one is the ground truth with --scale-fraction 0.5 --scale-factor
+    #    0.001 after normalization, as the paper), several seeds, evaluated along training.
+    teachers = {
+        **{n: f"{n}={t}" for n, t in candidates.items()},
+        LOW_VARIANCE: f"{TRUTH}={data['ground_truth']}",
+        TRUTH: f"{TRUTH}={data['ground_truth']}",
+    }
+    runs = [(name, seed) for name in teachers for seed in range(sizes.seeds)]
+    for name, seed in tqdm(runs, desc="RLOO runs", disable=not config.progress):
+        rl_inputs = {
+            "evaluate": evaluation["fingerprint"],
+            "teacher": teachers[name],
+            "seed": seed,
+            "steps": sizes.rl_steps,
+            "every": sizes.rl_eval_every,
+            "lr": config.learning_rate,
+            "kl": config.kl_coef,
+            "eval_prompts": sizes.rl_eval_prompts,
+        }
+
+        def train_policy(directory: Path, name: str = name, seed: int = seed) -> dict[str, Any]:
+            return rl_run(
+                config,
+                sizes,
+                directory,
+                policy=data["policy"],
+                teacher=teachers[name],
+                ground_truth=data["ground_truth"],
+                prompts=data["prompts"],
+                eval_prompts=data["eval_prompts"],
+                normalization=evaluation["directory"],
+                seed=seed,
+                scaled=name == LOW_VARIANCE,
+            )
+
+        stages.run(f"rl/{name}/seed{seed}", rl_inputs, train_policy)
+
+    # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
+    record_timings(config.out, started)
+    analysis = analyze(config.out, table_eval=config.table_eval)
+    write_report(config.out, analysis)
+    return analysis

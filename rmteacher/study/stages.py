@@ -1,0 +1,281 @@
+"""What both study designs share: the options, the budgets, fingerprinted resumable stages and one RLOO run.
+
+Every stage writes into its own directory of the run with a ``stage.json`` recording a fingerprint of its inputs;
+a stage whose fingerprint matches is skipped, one whose inputs changed is redone, and ``--resume`` finishes only
+what is missing. The designs themselves are :mod:`rmteacher.study.reward_models` (Section 4.1) and
+:mod:`rmteacher.study.policies` (Section 4.2). Run: ``rmteacher study --help``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rmteacher.options import check_options, option
+from rmteacher.tables import write_json_atomic
+
+__all__ = [
+    "INPUTS",
+    "Sizes",
+    "Stages",
+    "StudyConfig",
+    "check_run_dir",
+    "discard_models",
+    "prepare_run_dir",
+    "record_timings",
+    "require_inputs",
+    "rl_run",
+]
+
+#: The options naming what a study runs on; `rmteacher study` takes the built-in sandbox's when none is given.
+INPUTS = ("policy", "prompts", "eval_prompts", "pairs", "ground_truth")
+
+
+@dataclass
+class StudyConfig:
+    """Options of `rmteacher study` (defaults: the sandbox task, sized for a 2-core CPU)."""
+
+    out: Path = option(Path("runs/study"), help="run directory")
+    design: Literal["reward-models", "policies"] = option(
+        "reward-models",
+        help="reward-models: Section 4.1 (trained on on/off-policy mixes); policies: Section 4.2 (several initial "
+        "policies x reward models, Table 10; RL evaluated after each half of training on 256 prompts, --rl-evals "
+        "unused)",
+    )
+    quick: bool = option(False, help="the same pipeline on a small budget (a smoke test, ~3 min)")
+    seeds: int | None = option(None, help="RL runs per reward model (default: 3, --quick: 1; the paper: 3)")
+    policy: str | None = option(None, help="initial policy directory or hub id (default: the sandbox's SFT policy)")
+    ground_truth: str | None = option(None, help="ground-truth reward PATH_OR_CALLABLE (default: the sandbox's)")
+    reward_model: list[str] = option(
+        default_factory=list,
+        help="candidate reward models NAME=PATH_OR_CALLABLE instead of training five on on/off-policy mixes",
+    )
+    prompts: Path | None = option(None, help="policy-gradient prompts S (default: the sandbox's train prompts)")
+    eval_prompts: Path | None = option(None, help="prompts to evaluate policies along training (default: sandbox)")
+    pairs: Path | None = option(None, help="off-policy preference pairs (default: the sandbox's)")
+    eval_num_prompts: int | None = option(None, help="prompts x samples for Table 1 (default 200, the paper: 500)")
+    eval_samples: int = option(10, help="samples per prompt for Table 1 (the paper: 10)")
+    rl_steps: int | None = option(None, help="RLOO steps per run (default 60, --quick 12)")
+    rl_evals: int = option(6, help="evaluations along training (the paper: one per epoch, 6 epochs)")
+    table_eval: int = option(1, help="which evaluation the correlation table uses (the paper: after epoch 1 of 6)")
+    max_new_tokens: int = option(16, help="most tokens per completion (the paper: 512)")
+    learning_rate: float = option(5e-5, help="RLOO learning rate (the paper: 1e-7 at 1B parameters)")
+    kl_coef: float = option(0.05, help="RLOO KL coefficient (the paper: 0.05)")
+    trust_remote_code: bool = option(False, help="allow models' own Python code (e.g. ArmoRM as ground truth)")
+    resume: bool = option(False, help="finish an interrupted study: complete stages are kept, the rest is done")
+    overwrite: bool = option(False, help="delete what --out holds and start over")
+    progress: bool = option(True, help="progress bars on stderr")
+
+    def __post_init__(self) -> None:
+        check_options(
+            [
+                (self.seeds is None or self.seeds >= 1, f"--seeds must be >= 1; got {self.seeds}"),
+                (self.rl_steps is None or self.rl_steps >= 2, f"--rl-steps must be >= 2; got {self.rl_steps}"),
+                (self.rl_evals >= 1, f"--rl-evals must be >= 1; got {self.rl_evals}"),
+                (
+                    1 <= self.table_eval <= self.rl_evals,
+                    f"--table-eval must be in [1, --rl-evals={self.rl_evals}]; got {self.table_eval}",
+                ),
+                (self.eval_samples >= 2, f"--eval-samples must be >= 2; got {self.eval_samples}"),
+                (
+                    self.eval_num_prompts is None or self.eval_num_prompts >= 2,
+                    f"--eval-num-prompts must be >= 2; got {self.eval_num_prompts}",
+                ),
+                (
+                    self.design != "policies" or self.policy is None,
+                    f"--policy {self.policy!r}: --design policies makes its own initial policies on the sandbox "
+                    "task; use --design reward-models to study one given policy",
+                ),
+                (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The budget of every stage, from --quick and the explicit options."""
+
+    seeds: int
+    eval_num_prompts: int
+    eval_samples: int
+    rm_max_steps: int  # -1: train-rm's default epochs
+    rl_steps: int
+    rl_eval_every: int
+    rl_eval_prompts: int
+    rl_eval_samples: int
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> Sizes:
+        steps = config.rl_steps or (12 if config.quick else 60)
+        return cls(
+            seeds=config.seeds or (1 if config.quick else 3),
+            eval_num_prompts=config.eval_num_prompts or (60 if config.quick else 200),
+            eval_samples=config.eval_samples,
+            rm_max_steps=40 if config.quick else -1,
+            rl_steps=steps,
+            rl_eval_every=max(1, steps // config.rl_evals),
+            rl_eval_prompts=16 if config.quick else 64,
+            rl_eval_samples=4,
+        )
+
+
+def require_inputs(pipeline: str, **inputs: object) -> None:
+    """Raises ``ValueError`` naming the inputs a study pipeline was called without (None or empty)."""
+    missing = [name for name, value in inputs.items() if value is None or value == ""]
+    if missing:
+        raise ValueError(
+            f"{pipeline}: missing input(s) {', '.join(missing)}; the library takes them explicitly "
+            "(`rmteacher study` resolves the built-in sandbox task's when none is given)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------- stages
+
+
+def _fingerprint(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stages:
+    """Runs stages once: a stage with a ``stage.json`` of the same input fingerprint is skipped."""
+
+    root: Path
+
+    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        directory = self.root / name
+        record_path = directory / "stage.json"
+        fingerprint = _fingerprint(inputs)
+        if record_path.exists():
+            record = json.loads(record_path.read_text())
+            if record["fingerprint"] == fingerprint:
+                return dict(record["result"], fingerprint=fingerprint)
+        if directory.exists():  # incomplete, or made from other inputs: redo it
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        start = time.perf_counter()
+        result = fn(directory)
+        seconds = time.perf_counter() - start
+        write_json_atomic(
+            record_path, {"fingerprint": fingerprint, "inputs": inputs, "result": result, "seconds": round(seconds, 2)}
+        )
+        return dict(result, fingerprint=fingerprint)
+
+
+# ----------------------------------------------------------------------------------------------- run directory
+
+
+def _options(config: StudyConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+
+
+def check_run_dir(config: StudyConfig) -> None:
+    """Raises ``ValueError`` if ``--out`` cannot hold this study as asked; writes nothing.
+
+    The same study again just skips its complete stages; other options need --resume (keep what still matches, redo
+    the rest) or --overwrite.
+    """
+    out = config.out
+    if config.overwrite or not out.exists() or not any(out.iterdir()):
+        return
+    manifest = out / "study.json"
+    if not manifest.exists():
+        raise ValueError(f"--out {out}: not empty and not a study; pass --overwrite or another --out")
+    previous, options = json.loads(manifest.read_text()), _options(config)
+    transient = ("resume", "overwrite", "progress")
+    changed = sorted(k for k in options if k not in transient and previous.get(k) != options[k])
+    if changed and not config.resume:
+        raise ValueError(
+            f"--out {out}: holds a study with different {', '.join(changed)}; pass --resume to keep its complete "
+            "stages and redo the changed ones, or --overwrite"
+        )
+
+
+def prepare_run_dir(config: StudyConfig) -> None:
+    """Checks ``--out`` (:func:`check_run_dir`), empties it with ``--overwrite`` and writes ``study.json``."""
+    check_run_dir(config)
+    if config.overwrite and config.out.exists():
+        shutil.rmtree(config.out)
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config.out / "study.json", _options(config))
+
+
+def record_timings(out: Path, started: float) -> None:
+    """Writes ``timings.json``: each kind of stage's seconds (when it ran) and this invocation's total."""
+    timings = _stage_times(out)
+    timings["total (this invocation)"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(out / "timings.json", timings)
+
+
+def _stage_times(out: Path) -> dict[str, float]:
+    """Seconds each stage took when it ran (a skipped stage keeps its first time), grouped by kind."""
+    totals: dict[str, float] = {}
+    for record in sorted(out.rglob("stage.json")):
+        name = record.parent.relative_to(out).parts[0]
+        totals[name] = round(totals.get(name, 0.0) + json.loads(record.read_text())["seconds"], 1)
+    return totals
+
+
+# ------------------------------------------------------------------------------------------------------ RLOO
+
+
+def rl_run(
+    config: StudyConfig,
+    sizes: Sizes,
+    directory: Path,
+    *,
+    policy: str,
+    teacher: str,
+    ground_truth: str,
+    prompts: str,
+    eval_prompts: str,
+    normalization: str,
+    seed: int,
+    scaled: bool = False,
+    eval_every: int | None = None,
+    eval_num_prompts: int | None = None,
+) -> dict[str, Any]:
+    """One RLOO run of a study with the study's shared settings; ``scaled`` is the paper's low-variance construction
+    (x0.001 after normalization on a seeded half of the prompts, Section 4.1). Keeps the curves, not the models."""
+    from rmteacher.training.rl import RLConfig, train_rl
+
+    result = train_rl(
+        RLConfig(
+            out=directory,
+            algo="rloo",
+            policy=policy,
+            reward_model=teacher,
+            ground_truth=ground_truth,
+            prompts=Path(prompts),
+            eval_prompts=Path(eval_prompts),
+            normalization=Path(normalization),
+            scale_fraction=0.5 if scaled else 0.0,
+            scale_factor=1e-3 if scaled else 1.0,
+            kl_coef=config.kl_coef,
+            learning_rate=config.learning_rate,
+            max_new_tokens=config.max_new_tokens,
+            max_steps=sizes.rl_steps,
+            eval_every=eval_every or sizes.rl_eval_every,
+            save_every=sizes.rl_steps,
+            eval_num_prompts=eval_num_prompts or sizes.rl_eval_prompts,
+            eval_samples=sizes.rl_eval_samples,
+            seed=seed,
+            trust_remote_code=config.trust_remote_code,
+            progress=False,
+        )
+    )
+    discard_models(directory)
+    return {"final": result["final"]}
+
+
+def discard_models(directory: Path) -> None:
+    """A study's RL run keeps its curves (``metrics.jsonl``), not its policy and checkpoints (tens of models)."""
+    shutil.rmtree(directory / "policy", ignore_errors=True)
+    for checkpoint in directory.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)

@@ -1,0 +1,115 @@
+"""Report blocks rendered to markdown and self-contained HTML, on a tiny hand-made input; reading RL evaluations."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rmteacher.report.render import (
+    blocks_to_html,
+    blocks_to_markdown,
+    format_number,
+    read_evaluations,
+    read_json,
+    read_seed_curves,
+)
+
+PNG = base64.b64decode(  # a 1x1 transparent PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def blocks(tmp_path: Path) -> list[tuple[str, object]]:
+    (tmp_path / "fig.png").write_bytes(PNG)
+    return [
+        ("h1", "Title"),
+        ("p", "A <b>bold</b> & claim."),
+        ("h2", "Table"),
+        ("table", [["", "a", "b"], ["Var", "0.100", "0.200"]]),
+        ("img", (tmp_path / "fig.png", "A caption")),
+    ]
+
+
+def test_markdown_by_hand(blocks: list[tuple[str, object]], tmp_path: Path) -> None:
+    assert blocks_to_markdown(blocks, tmp_path) == "\n".join(
+        [
+            "# Title",
+            "",
+            "A <b>bold</b> & claim.",
+            "",
+            "## Table",
+            "",
+            "|     |   a |   b |",
+            "|-----|-----|-----|",
+            "| Var | 0.1 | 0.2 |",
+            "",
+            "![A caption](fig.png)",
+            "",
+            "*A caption*",
+            "",
+        ]
+    )
+
+
+def test_html_is_escaped_and_self_contained(blocks: list[tuple[str, object]]) -> None:
+    page = blocks_to_html(blocks)
+    assert page.startswith("<!doctype html>") and page.endswith("</body></html>")
+    assert "<h1>Title</h1>" in page
+    assert "<p>A &lt;b&gt;bold&lt;/b&gt; &amp; claim.</p>" in page
+    assert "<table><tr><th></th><th>a</th><th>b</th></tr><tr><td>Var</td><td>0.100</td><td>0.200</td></tr></table>" in (
+        page
+    )
+    assert f"<img src='data:image/png;base64,{base64.b64encode(PNG).decode()}'>" in page
+    assert "<figcaption>A caption</figcaption>" in page
+
+
+def test_an_unknown_block_kind_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a report block of kind 'h3'; the kinds are h1, h2, p, table and img"):
+        blocks_to_markdown([("h3", "x")], tmp_path)
+    with pytest.raises(ValueError, match="a report block of kind 'h3'"):
+        blocks_to_html([("h3", "x")])
+
+
+def test_format_number() -> None:
+    assert (format_number(0.12345), format_number(-1.0), format_number(None)) == ("0.123", "-1.000", "nan")
+
+
+def _write_run(path: Path, records: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_read_evaluations_keeps_the_last_record_of_a_step(tmp_path: Path) -> None:
+    path = _write_run(
+        tmp_path / "metrics.jsonl",
+        [
+            {"event": "eval", "step": 0, "kl": 0.0},
+            {"event": "train", "step": 1, "loss": 3.0},
+            {"event": "eval", "step": 2, "kl": 9.0},  # interrupted, then resumed: the step evaluated again
+            {"event": "eval", "step": 2, "kl": 0.5},
+        ],
+    )
+    evals = read_evaluations(path)
+    assert evals["step"].tolist() == [0, 2]
+    assert evals["kl"].tolist() == [0.0, 0.5]
+    _write_run(tmp_path / "none.jsonl", [{"event": "train", "step": 1}])
+    with pytest.raises(ValueError, match=r"none\.jsonl: no evaluation records"):
+        read_evaluations(tmp_path / "none.jsonl")
+
+
+def test_read_seed_curves_stacks_the_steps_every_seed_reached(tmp_path: Path) -> None:
+    first = _write_run(tmp_path / "seed0.jsonl", [{"event": "eval", "step": s, "kl": s} for s in (0, 5, 10)])
+    second = _write_run(tmp_path / "seed1.jsonl", [{"event": "eval", "step": s, "kl": 2 * s} for s in (0, 5)])
+    steps, stacked = read_seed_curves([first, second], ["kl"])
+    assert steps == [0, 5]
+    np.testing.assert_array_equal(stacked["kl"], [[0, 5], [0, 10]])  # [seeds, steps]
+
+
+def test_read_json_of_a_missing_file_is_empty(tmp_path: Path) -> None:
+    assert read_json(tmp_path / "timings.json") == {}
+    (tmp_path / "timings.json").write_text('{"rl": 1.5}')
+    assert read_json(tmp_path / "timings.json") == {"rl": 1.5}

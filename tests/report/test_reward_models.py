@@ -1,0 +1,117 @@
+"""The Section 4.1 report (`rmteacher report RUN_DIR`) on a tiny hand-made run directory: the Table 1/2 analogues
+by hand, the checks on what the directory holds, and the files it writes."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from rmteacher.commands.report import ReportConfig, design_of, run_report
+from rmteacher.report.reward_models import analyze, write_report
+
+#: reward model -> (reward variance, on-policy accuracy, off-policy accuracy); the names `rmteacher study` gives.
+MODELS = {
+    "rm_a": (0.1, 0.9, 0.8),
+    "rm_b": (0.3, 0.7, 0.6),
+    "rm_c": (0.5, 0.6, 0.7),
+    "ground_truth_scaled": (0.01, 1.0, 1.0),
+    "ground_truth": (0.4, 1.0, 1.0),
+}
+STEPS = (0, 5, 10)
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def _ci(value: float) -> dict[str, float]:
+    return {"estimate": value, "low": value - 0.05, "high": value + 0.05}
+
+
+def make_run(run_dir: Path, seeds: int = 2) -> Path:
+    """A run as `rmteacher study` leaves it: Table 1's metrics and each model's RL evaluations, two seeds.
+
+    Seed k's increases at step s: proxy ``(var + 0.02 k) s / 5``, ground truth ``(var / 2 + 0.04 k) s / 5``.
+    """
+    metrics = {
+        "num_prompts": 4,
+        "samples_per_prompt": 2,
+        "variance_estimator": "population (Definition 2)",
+        "reward_models": {
+            name: {"reward_variance": _ci(var), "on_policy_accuracy": _ci(on), "off_policy_accuracy": _ci(off)}
+            for name, (var, on, off) in MODELS.items()
+        },
+    }
+    (run_dir / "evaluate").mkdir(parents=True)
+    (run_dir / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "evaluate" / "variance_vs_accuracy.png").write_bytes(PNG)
+    for name, (var, _, _) in MODELS.items():
+        for k in range(seeds):
+            records = [
+                {
+                    "event": "eval",
+                    "step": s,
+                    "proxy_increase": (var + 0.02 * k) * s / 5,
+                    "ground_truth_increase": (var / 2 + 0.04 * k) * s / 5,
+                    "kl": 0.01 * s,
+                }
+                for s in STEPS
+            ]
+            path = run_dir / "rl" / name / f"seed{k}" / "metrics.jsonl"
+            path.parent.mkdir(parents=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir
+
+
+def test_tables_by_hand(tmp_path: Path) -> None:
+    analysis = analyze(make_run(tmp_path / "run"), table_eval=1)
+    assert analysis["table_step"] == 5
+    rows = {row["reward_model"]: row for row in analysis["table"]}
+    assert list(rows) == list(MODELS)  # trained models, then the low-variance one and the ground truth
+    for name, (var, on, off) in MODELS.items():
+        row = rows[name]
+        assert (row["reward_variance"], row["on_policy_accuracy"], row["off_policy_accuracy"]) == (var, on, off)
+        # Mean and population std over the two seeds at step 5.
+        assert row["increase_proxy"] == pytest.approx(var + 0.01)
+        assert row["increase_proxy_std"] == pytest.approx(0.01)
+        assert row["increase_ground_truth"] == pytest.approx(var / 2 + 0.02)
+        assert row["increase_ground_truth_std"] == pytest.approx(0.02)
+    # Table 2 over the four proxies, the ground truth left out: both increases grow linearly with the variance.
+    variance = analysis["correlations"]["reward_variance"]
+    for increase in ("increase_proxy", "increase_ground_truth"):
+        assert variance[increase]["n"] == 4
+        assert variance[increase]["pearson"] == pytest.approx(1.0)
+        assert variance[increase]["spearman"] == pytest.approx(1.0)
+    assert analysis["curves"]["rm_b"]["kl"]["mean"] == pytest.approx([0.0, 0.05, 0.1])
+    assert "3 of the 3 less accurate reward models raised it more" in analysis["findings"][2]
+    assert analysis["findings"][2].endswith("This is the paper's finding.")
+
+
+def test_what_the_run_directory_must_hold(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no evaluate/metrics\.json; is it a `rmteacher study` run directory"):
+        analyze(tmp_path)
+    run = make_run(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"--table-eval 3: the runs have evaluations 1\.\.2 after step 0"):
+        analyze(run, table_eval=3)
+    for path in (run / "rl" / "rm_b").glob("seed*/metrics.jsonl"):
+        path.unlink()
+    with pytest.raises(ValueError, match="no RL runs for 'rm_b' under rl/rm_b/"):
+        analyze(run)
+
+
+def test_write_report_and_the_command(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    write_report(run, analyze(run))
+    for name in ("analysis.json", "table1.csv", "table2_input.csv", "fig_reward_increase.png",
+                 "fig_ground_truth_vs_kl.png", "report.md", "report.html"):  # fmt: skip
+        assert (run / name).stat().st_size > 0, name
+    assert "ground_truth," not in (run / "table2_input.csv").read_text()  # Table 2's input: proxies only
+    report = (run / "report.md").read_text()
+    assert "## Table 1 analogue" in report and "| Perfectly acc. low var." in report
+    assert (run / "report.html").read_text().count("data:image/png;base64,") == 3
+    before = report
+    (run / "report.md").unlink()
+    assert design_of(run) == "reward-models"  # no study.json: the Section 4.1 report
+    printed = run_report(ReportConfig(run_dir=run))
+    assert printed.splitlines()[-1] == f"Report: {run / 'report.md'}, {run / 'report.html'}"
+    assert (run / "report.md").read_text() == before

@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rmteacher import sandbox
-    from rmteacher.evaluate import load_prompts
+    from rmteacher.tables import load_prompts
     from rmteacher.models import ModelReward, load_policy
     from rmteacher.sampling import sample_completions
 

@@ -57,7 +57,7 @@ def run_bare(steps: int, out: Path) -> list[float]:
     from trl import GRPOConfig, GRPOTrainer
 
     from rmteacher import sandbox
-    from rmteacher.evaluate import load_prompts
+    from rmteacher.tables import load_prompts
     from rmteacher.models import load_policy
 
     task = sandbox.build(progress=False)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rmteacher import models
-from rmteacher.models import CallableReward, ModelLoadError, ModelReward, load_policy, load_reward
+from rmteacher.models import CallableReward, ModelLoadError, ModelReward, load_policy, load_reward, parse_reward_spec
 
 
 def test_a_relative_path_without_dot_slash_is_local(zoo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,3 +137,16 @@ def test_reward_functions_load_by_module_and_name() -> None:
         load_reward("gt=rmteacher.sandbox.task:nope")
     with pytest.raises(ValueError, match="expected NAME=PATH_OR_CALLABLE"):
         load_reward("gt=")
+    with pytest.raises(ValueError, match=r"the name 'g t' may hold only letters, digits"):
+        load_reward("g t=rmteacher.sandbox.task:ground_truth")
+
+
+def test_parse_reward_spec_names_bare_targets() -> None:
+    assert parse_reward_spec("./models/my-rm/") == ("my-rm", "./models/my-rm/")
+    assert parse_reward_spec("pkg.mod:fn") == ("fn", "pkg.mod:fn")
+    assert parse_reward_spec("gt=pkg.mod:fn") == ("gt", "pkg.mod:fn")
+
+
+def test_a_directory_without_a_model_cannot_be_loaded(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"policy tokenizer '.*': cannot be loaded \("):
+        load_policy(str(tmp_path))

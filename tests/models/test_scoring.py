@@ -153,6 +153,16 @@ def test_pad_id_outside_the_vocabulary_is_an_error(zoo: Any) -> None:
         ModelReward("rm", reward.model, reward.tokenizer)
 
 
+def test_a_model_without_any_pad_or_eos_is_an_error(zoo: Any) -> None:
+    from types import SimpleNamespace
+
+    reward = load_reward(f"rm={zoo.reward_models['gpt2']}")
+    assert isinstance(reward, ModelReward)
+    reward.model.config.pad_token_id = None
+    with pytest.raises(ValueError, match="reward model 'rm': no pad token in its config or tokenizer, and no EOS"):
+        ModelReward("rm", reward.model, SimpleNamespace(pad_token_id=None, eos_token_id=None, model_max_length=64))
+
+
 # ------------------------------------------------------------------------------------------- reward functions
 
 

@@ -107,12 +107,15 @@ def test_the_sandbox_only_when_no_input_is_given(
     sandbox_task: SandboxTask, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inputs = resolve_inputs(StudyConfig(out=tmp_path / "run"))
-    assert (inputs.policy, inputs.prompts, inputs.pairs) == (
-        str(sandbox_task.policy_dir),
-        sandbox_task.train_prompts,
-        sandbox_task.pairs,
+    task = inputs.task  # the session's sandbox_task, unless the library code changed since it was built
+    assert task is not None
+    assert (inputs.policy, inputs.prompts, inputs.eval_prompts, inputs.pairs, inputs.ground_truth) == (
+        str(task.policy_dir),
+        task.train_prompts,
+        task.eval_prompts,
+        task.pairs,
+        "rmteacher.sandbox.task:ground_truth",
     )
-    assert inputs.task is not None and inputs.task.key == sandbox_task.key
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "using the built-in sandbox task" in err[0], err
     given = StudyConfig(out=tmp_path / "run", policy="p", prompts=Path("s.jsonl"), eval_prompts=Path("e.jsonl"),

@@ -119,6 +119,7 @@ def study_policies(
         ValueError: a missing input.
     """
     from rmteacher.evaluate import EvaluateConfig, evaluate
+    from rmteacher.models import parse_reward_spec
     from rmteacher.report.policies import analyze, write_report
     from rmteacher.sandbox import data as sandbox_data
     from rmteacher.sandbox.rewards import POLICY_STUDY_REWARDS
@@ -201,10 +202,11 @@ def study_policies(
 
             evaluations[name] = stages.run(f"evaluate/{name}", evaluate_inputs, run_evaluation)
 
-        # 3. RLOO from each policy with each reward model, several seeds (the paper: 2 epochs, 3 runs).
+        # 3. RLOO from each policy with each reward model, several seeds (the paper: 2 epochs, 3 runs). A run is
+        #    named as `rmteacher evaluate` names the reward model (parse_reward_spec), where the report looks for it.
         runs = [(p, spec, seed) for p in policies for spec in candidates for seed in range(sizes.seeds)]
         for policy_name, spec, seed in tqdm(runs, desc="RLOO runs", disable=not config.progress):
-            rm_name = spec.split("=", 1)[0]
+            rm_name, _ = parse_reward_spec(spec)
             rl_inputs: dict[str, Any] = {
                 "evaluate": evaluations[policy_name]["fingerprint"],
                 "teacher": spec,

@@ -3,6 +3,7 @@ through the CLI, with `rmteacher report` regenerating the report from the saved 
 
 import json
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -155,3 +156,20 @@ def test_resume_redoes_nothing(study_dir: Path) -> None:
     stamps = {p: p.stat().st_mtime for p in study_dir.rglob("stage.json")}
     assert main([*QUICK, "--out", str(study_dir), "--resume"]) == 0
     assert {p: p.stat().st_mtime for p in study_dir.rglob("stage.json")} == stamps
+
+
+@pytest.mark.slow
+def test_a_bare_module_function_reward_model_has_its_rl_runs_found(study_dir: Path, tmp_path: Path) -> None:
+    """`rmteacher evaluate` names a bare ``pkg.mod:fn`` reward model ``fn`` (models.parse_reward_spec); its RL runs
+    must be named the same, or the report finds none of them."""
+    run = tmp_path / "run"
+    # The module's run without its RL runs: the initial policies are kept (their stages match), the rest is redone.
+    shutil.copytree(study_dir, run, ignore=shutil.ignore_patterns("rl"))
+    bare = [f"rmteacher.sandbox.rewards:{name}" for name in ("strict", "lenient", "order_only")]
+    small = ["--resume", "--rl-steps", "2", "--eval-num-prompts", "8"]
+    assert main([*QUICK, "--out", str(run), *small, *(a for spec in bare for a in ("--reward-model", spec))]) == 0
+    table = pd.read_csv(run / "table10.csv")
+    assert sorted(zip(table["policy"], table["reward_model"], strict=True)) == sorted(
+        (p.name, m) for p in POLICIES for m in ("strict", "lenient", "order_only")
+    )
+    assert len(list(run.glob("rl/*/*/seed0/metrics.jsonl"))) == len(POLICIES) * len(bare)

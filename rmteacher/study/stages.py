@@ -73,6 +73,11 @@ class StudyConfig:
     progress: bool = option(True, help="progress bars on stderr")
 
     def __post_init__(self) -> None:
+        # Table 2 correlates over the proxies, those given and the low-variance one; Table 10 within each policy over
+        # its reward models (rmteacher.analysis.correlation_table needs 3).
+        fewest, over = (
+            (3, "each policy's reward models") if self.design == "policies" else (2, "them and the low-variance one")
+        )
         check_options(
             [
                 (self.seeds is None or self.seeds >= 1, f"--seeds must be >= 1; got {self.seeds}"),
@@ -91,6 +96,11 @@ class StudyConfig:
                     self.design != "policies" or self.policy is None,
                     f"--policy {self.policy!r}: --design policies makes its own initial policies on the sandbox "
                     "task; use --design reward-models to study one given policy",
+                ),
+                (
+                    not self.reward_model or len(self.reward_model) >= fewest,
+                    f"--reward-model: {len(self.reward_model)} given; --design {self.design} correlates over {over}, "
+                    f"and a correlation needs 3: give at least {fewest}",
                 ),
                 (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
             ]

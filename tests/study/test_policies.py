@@ -100,6 +100,9 @@ def test_strict_and_lenient_are_perfectly_accurate() -> None:
 def test_design_policies_refuses_a_given_policy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--policy 'my-sft': --design policies makes its own initial policies"):
         StudyConfig(out=tmp_path / "run", design="policies", policy="my-sft")
+    two = ["a=pkg.mod:a", "b=pkg.mod:b"]
+    with pytest.raises(ValueError, match="--reward-model: 2 given; --design policies correlates over each policy's"):
+        StudyConfig(out=tmp_path / "run", design="policies", reward_model=two)
 
 
 # ------------------------------------------------------------------------------------------------- end to end

@@ -135,6 +135,12 @@ def test_some_inputs_but_not_all_are_refused(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "run").exists()
 
 
+def test_too_few_reward_models_to_correlate_are_refused() -> None:
+    with pytest.raises(ValueError, match="--reward-model: 1 given; --design reward-models correlates over them and"):
+        StudyConfig(reward_model=["a=pkg.mod:a"])
+    assert StudyConfig(reward_model=["a=pkg.mod:a", "b=pkg.mod:b"]).reward_model == ["a=pkg.mod:a", "b=pkg.mod:b"]
+
+
 def test_the_pipeline_takes_its_inputs_explicitly(tmp_path: Path) -> None:
     config = StudyConfig(out=tmp_path / "run")
     with pytest.raises(ValueError, match="study_reward_models: missing input\\(s\\) policy, ground_truth"):

@@ -203,6 +203,7 @@ def open_run(
         else:
             if (_read_manifest(out) or {}).get("status") != "complete":
                 _write_manifest(out, command, identity, "complete")
+            (out / LOCK).unlink(missing_ok=True)  # the run is over: leave only its results
 
 
 def _claim(

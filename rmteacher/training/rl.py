@@ -151,7 +151,8 @@ def load_normalization(run_dir: Path, policy: str, name: str, target: str) -> No
         raise ValueError(f"--normalization {run_dir}: not an `rmteacher evaluate` run (metrics.json not found)")
     metrics = json.loads(metrics_path.read_text())
     try:
-        evaluated_policy = json.loads(config_path.read_text())["policy"]
+        saved = json.loads(config_path.read_text())
+        evaluated_policy = saved["policy"] if "policy" in saved else saved["resolved_inputs"]["policy"]
         metrics["reward_models"]
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(

@@ -120,7 +120,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, run: Path, s
 
 def test_bad_input(tmp_path: Path, run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rl(run, "--temperature", "0.5") == 2
-    assert "holds an rl run with different temperature" in capsys.readouterr().err
+    assert "holds a different rl run: temperature (1.0 there, 0.5 now)" in capsys.readouterr().err
     assert rl(tmp_path / "x", "--scale-fraction", "1.5") == 2
     assert "--scale-fraction must be in [0, 1]; got 1.5" in capsys.readouterr().err
     (tmp_path / "z").mkdir()

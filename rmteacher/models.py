@@ -56,6 +56,7 @@ __all__ = [
     "load_reward",
     "load_tokenizer",
     "parse_reward_spec",
+    "quiet_loading",
     "render_conversation",
     "render_prompt",
     "trl_prompt",
@@ -155,8 +156,9 @@ def _not_a_load_report(record: logging.LogRecord) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No "Loading weights" bar and no per-model load report on stderr (rmteacher checks missing keys itself).
+def quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar and no per-model load report on stderr, for the block (rmteacher checks missing keys
+    itself; code that loads a model whose new weights are expected, e.g. a reward head on a causal LM, uses it too).
 
     The report is filtered out rather than the logger's level raised: transformers 5.23 logs a tensor-parallel
     plan check whenever that logger's level is WARNING or above.
@@ -213,7 +215,7 @@ def _load_pretrained(
         if _hub_offline():
             kwargs["local_files_only"] = True
     try:
-        with _quiet_loading():
+        with quiet_loading():
             loaded = loader.from_pretrained(
                 source,
                 trust_remote_code=trust_remote_code,

@@ -199,10 +199,6 @@ def _completion_text(completion: Any) -> str:
     return str(completion[-1]["content"])
 
 
-#: Keyword arguments TRL adds to every reward call (not the dataset's columns).
-_TRL_KWARGS = ("completion_ids", "trainer_state", "log_metric", "log_extra")
-
-
 def training_reward(
     reward: Reward, stats: NormalizationStats, *, factor: float, name: str
 ) -> Callable[..., list[float]]:
@@ -221,7 +217,7 @@ def training_reward(
         # The reward sees the user's prompt as the dataset gave it (a string or a conversation) and the completion's
         # text, as in `rmteacher evaluate`; the prompts table's other columns are its keyword arguments, per sample.
         user_prompts = kwargs.pop("user_prompt", prompts)
-        columns = {k: v for k, v in kwargs.items() if k not in _INTERNAL and k not in _TRL_KWARGS}
+        columns = {k: v for k, v in kwargs.items() if k not in _INTERNAL}  # TRL's own kwargs pass, as TRL does
         raw = reward.score(list(user_prompts), [_completion_text(c) for c in completions], **columns)
         bad = ~np.isfinite(raw)
         if bad.any():

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 
 from rmteacher.cli import main
 from rmteacher.metrics import NormalizationStats, select_prompts
-from rmteacher.sandbox import SandboxTask
+from rmteacher.sandbox import GROUND_TRUTH, SandboxTask
 from rmteacher.training.rl import training_reward
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,13 @@ SMALL = ["--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--eval-n
 
 def rl(out: Path, *extra: str) -> int:
     return main(["rl", "--out", str(out), *SMALL, *extra])
+
+
+def sandbox_inputs(task: SandboxTask, *, ground_truth: bool = True, reward: str | None = None) -> list[str]:
+    """The sandbox's inputs spelled out: given one input, a command needs them all (no silent sandbox fill-in)."""
+    args = ["--policy", str(task.policy_dir), "--prompts", str(task.train_prompts)]
+    args += ["--eval-prompts", str(task.eval_prompts), "--reward-model", reward or f"perfect={GROUND_TRUTH}"]
+    return args + (["--ground-truth", GROUND_TRUTH] if ground_truth else [])
 
 
 def records(out: Path) -> list[dict]:
@@ -63,8 +70,10 @@ def test_parameters_change_and_logs_hold_the_metrics(sandbox_task: SandboxTask, 
     assert list(run.rglob("events.out.tfevents.*")), "TensorBoard logs"
 
 
-def test_ground_truth_is_logged_but_does_not_change_the_update(run: Path, tmp_path: Path) -> None:
-    assert rl(tmp_path / "no_gt", "--ground-truth", "none") == 0
+def test_ground_truth_is_logged_but_does_not_change_the_update(
+    run: Path, tmp_path: Path, sandbox_task: SandboxTask
+) -> None:
+    assert rl(tmp_path / "no_gt", *sandbox_inputs(sandbox_task, ground_truth=False)) == 0
     with_gt, without = weights(run / "policy"), weights(tmp_path / "no_gt" / "policy")
     for key, value in with_gt.items():
         np.testing.assert_array_equal(value, without[key], err_msg=key)
@@ -126,7 +135,8 @@ def test_bad_input(tmp_path: Path, run: Path, capsys: pytest.CaptureFixture[str]
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "notes.txt").write_text("mine")
     assert rl(tmp_path / "z") == 2
-    assert "not empty and not an rl run" in capsys.readouterr().err
+    assert "holds files that are not an rmteacher run (notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "z" / "notes.txt").read_text() == "mine"
 
 
 def test_normalization_from_another_policy_is_an_error(
@@ -143,7 +153,7 @@ def test_normalization_from_another_policy_is_an_error(
 
 
 def test_nan_reward_stops_with_step_and_prompt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sandbox_task: SandboxTask
 ) -> None:
     (tmp_path / "nan_reward.py").write_text(
         "from rmteacher.sandbox import ground_truth\n"
@@ -156,12 +166,12 @@ def test_nan_reward_stops_with_step_and_prompt(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
-    assert rl(out, "--reward-model", "bad=nan_reward:late_nan") == 2
+    assert rl(out, *sandbox_inputs(sandbox_task, reward="bad=nan_reward:late_nan")) == 2
     err = capsys.readouterr().err
     assert "reward 'bad' returned nan at step 3 for prompt_id=" in err
     assert (out / "checkpoint-2").is_dir(), "the last checkpoint is kept"
-    assert rl(tmp_path / "run2", "--reward-model", "bad=nan_reward:always_nan") == 2
-    assert "reward 'bad' returned nan on evaluation prompt 'sort: " in capsys.readouterr().err
+    assert rl(tmp_path / "run2", *sandbox_inputs(sandbox_task, reward="bad=nan_reward:always_nan")) == 2
+    assert "reward 'bad' returned nan for evaluation_prompt=0, sample_id=0" in capsys.readouterr().err
 
 
 def test_two_processes(tmp_path: Path, sandbox_task: SandboxTask) -> None:

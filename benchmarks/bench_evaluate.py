@@ -76,9 +76,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from rmteacher import sandbox
-    from rmteacher.tables import load_prompts
     from rmteacher.models import ModelReward, load_policy
     from rmteacher.sampling import sample_completions
+    from rmteacher.tables import load_prompts
 
     task = sandbox.build()
     policy, tokenizer = load_policy(str(task.policy_dir))

@@ -57,8 +57,8 @@ def run_bare(steps: int, out: Path) -> list[float]:
     from trl import GRPOConfig, GRPOTrainer
 
     from rmteacher import sandbox
-    from rmteacher.tables import load_prompts
     from rmteacher.models import load_policy
+    from rmteacher.tables import load_prompts
 
     task = sandbox.build(progress=False)
     policy, tokenizer = load_policy(str(task.policy_dir))

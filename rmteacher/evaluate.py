@@ -219,7 +219,7 @@ def sample_round(
     return pd.DataFrame(rows).sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
 
 
-def load_samples(path: Path, samples_per_prompt: int | None = None) -> pd.DataFrame:
+def load_samples(path: Path) -> pd.DataFrame:
     """Reads samples generated elsewhere (vLLM, your own rollouts): ``prompt_id``, ``sample_id``, ``prompt``,
     ``completion`` and optional extra columns (reward kwargs), every prompt with the same number of samples.
 
@@ -243,10 +243,6 @@ def load_samples(path: Path, samples_per_prompt: int | None = None) -> pd.DataFr
         raise TableError(f"{where}: prompts have different numbers of samples ({counts.min()} to {counts.max()})")
     if int(counts.iloc[0]) < 2:
         raise TableError(f"{where}: each prompt needs >= 2 samples (variance, accuracy); found 1")
-    if samples_per_prompt is not None and int(counts.iloc[0]) != samples_per_prompt:
-        raise TableError(
-            f"{where}: has {counts.iloc[0]} samples per prompt, --samples-per-prompt says {samples_per_prompt}"
-        )
     return frame.sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
 
 
@@ -278,7 +274,7 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
               "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.max_new_tokens,
               "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch}
     )  # fmt: skip
-    return {**source, "num_prompts": config.num_prompts}
+    return source
 
 
 #: Top-level entries an evaluate run writes (what --overwrite may delete even when a killed run did not record them).
@@ -322,7 +318,7 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     cache = config.out / "cache"
     # 1. Prompts (or samples given): a seeded subset (the paper: RandomState(237).permutation[:500]), taken in
     #    rounds for --budget auto. The scaled prompts of --scale-reward are chosen among all prompts, as the paper.
-    given = load_samples(config.samples, None) if config.samples is not None else None
+    given = load_samples(config.samples) if config.samples is not None else None
     if given is not None and config.prompts is None:
         all_prompts = given.drop_duplicates("prompt_id")[["prompt_id", "prompt"]].reset_index(drop=True)
     else:

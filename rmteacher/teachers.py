@@ -134,11 +134,11 @@ def teacher_metrics(
         if truth is not None:
             entry["on_policy_accuracy"] = bootstrap_ci(np.mean, accuracy(column.raw, truth), **ci).to_dict()
         correct = None if pairs is None else _off_policy_per_prompt(pairs, column.base, prompt_ids)
-        if correct is not None:
+        if pairs is not None and correct is not None:
             off_correct[name] = correct
             present = correct[~np.isnan(correct)]
             entry["off_policy_accuracy"] = bootstrap_ci(np.mean, present, **ci).to_dict()
-            entry["off_policy_pairs"] = int(np.isin(pairs.prompt_ids, prompt_ids).sum()) if pairs else 0
+            entry["off_policy_pairs"] = int(np.isin(pairs.prompt_ids, prompt_ids).sum())
         if "on_policy_accuracy" in entry and "off_policy_accuracy" in entry:
             both = (entry["on_policy_accuracy"]["estimate"] + entry["off_policy_accuracy"]["estimate"]) / 2
             entry["on_and_off_policy_accuracy"] = both

@@ -35,7 +35,7 @@ from rmteacher.scoring import extra_columns
 from rmteacher.tables import load_prompts, write_json_atomic
 from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 from rmteacher.training.rl_eval import PROXY, TRUTH, PolicyEvaluator, append_jsonl, make_callbacks
-from rmteacher.training.runs import divergence_guard, last_complete_checkpoint
+from rmteacher.training.runs import divergence_guard, last_complete_checkpoint, resolved_config
 
 __all__ = ["OUTPUTS", "RLConfig", "train_rl"]
 
@@ -248,20 +248,19 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
 
     state = PartialState()
     inputs = resolve_inputs(config)
-    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    identity = {k: v for k, v in values.items() if k not in ("out", "resume", "overwrite", "progress", "cpu_threads")}
+    resolved = resolved_config("rl", config, {k: v and str(v) for k, v in asdict(inputs).items()})
     with (
         open_run(
-            config.out, command="rl", identity=identity, resume=config.resume, overwrite=config.overwrite,
+            config.out, command="rl", identity=resolved["identity"], resume=config.resume, overwrite=config.overwrite,
             outputs=OUTPUTS, volatile=("max_steps",), is_main_process=state.is_main_process,
         ) as run,
         torch_threads(cpu_threads(config.cpu_threads)),
     ):  # fmt: skip
-        return _train(config, inputs, run, state, values, callbacks)
+        return _train(config, inputs, run, state, resolved["config"], callbacks)
 
 
 def _train(
-    config: RLConfig, inputs: RLInputs, run: Any, state: Any, values: dict[str, Any], callbacks: Sequence[Any]
+    config: RLConfig, inputs: RLInputs, run: Any, state: Any, resolved: dict[str, Any], callbacks: Sequence[Any]
 ) -> dict[str, Any]:
     from datasets import Dataset
 
@@ -294,7 +293,7 @@ def _train(
             system_prompt=config.system_prompt,
         )
     if state.is_main_process:
-        write_json_atomic(config.out / "config.json", {"command": "rl", **values})
+        write_json_atomic(config.out / "config.json", resolved)
     # An evaluation prompt that is also a training prompt gets the training prompt's scale.
     scaled_ids = set(train["prompt_id"][scaled])
     evaluator = PolicyEvaluator(

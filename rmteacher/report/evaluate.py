@@ -83,8 +83,8 @@ def scatter_variance_accuracy(result: dict[str, Any], path: Path) -> None:
         axes.errorbar(
             acc["estimate"],
             variance["estimate"],
-            xerr=[[acc["estimate"] - acc["low"]], [acc["high"] - acc["estimate"]]],
-            yerr=[[variance["estimate"] - variance["low"]], [variance["high"] - variance["estimate"]]],
+            xerr=_bar(acc),
+            yerr=_bar(variance),
             fmt="o",
             capsize=3,
             label=name,
@@ -96,3 +96,11 @@ def scatter_variance_accuracy(result: dict[str, Any], path: Path) -> None:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     write_png_atomic(figure, path, dpi=120)
+
+
+def _bar(interval: dict[str, float]) -> list[list[float]]:
+    """Error-bar lengths below and above an estimate. A percentile interval over very few prompts can lie entirely
+    on one side of its estimate; the bar on the other side is then zero."""
+    below = max(interval["estimate"] - interval["low"], 0.0)
+    above = max(interval["high"] - interval["estimate"], 0.0)
+    return [[below], [above]]

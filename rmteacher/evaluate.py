@@ -305,11 +305,9 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         open_run(
             config.out, command="evaluate", identity=identity(config), resume=config.resume,
             overwrite=config.overwrite, outputs=OUTPUTS, is_main_process=state.is_main_process,
-        ) as run,
+        ),
         torch_threads(cpu_threads(config.cpu_threads)),
     ):  # fmt: skip
-        for note in run.notes:
-            warnings.warn(note, stacklevel=2)
         result = _evaluate(config, specs, state)
     return result
 

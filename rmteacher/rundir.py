@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -52,7 +53,8 @@ class RunDirError(ValueError):
 
 @dataclass
 class RunDir:
-    """An open run directory: ``resumed`` tells whether it continues an earlier run of the same identity."""
+    """An open run directory: ``resumed`` tells whether it continues an earlier run of the same identity; ``notes``
+    what opening it did that the user should know (each also given as a warning)."""
 
     path: Path
     command: str
@@ -195,6 +197,8 @@ def open_run(
             if created and _entries(out) == [LOCK]:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+        for note in run.notes:
+            warnings.warn(note, stacklevel=3)
         try:
             yield run
         except BaseException as error:
@@ -250,16 +254,25 @@ def _claim(
                 f"--out {out}: holds a different {command} run: {shown}; {hint}--overwrite, or another --out"
             )
         elif not (resume or rerun_continues):
-            status = manifest.get("status", "running")
             raise RunDirError(
-                f"--out {out}: holds a previous {command} run ({status}); pass --resume to continue it, --overwrite "
-                "to start over, or another --out"
+                f"--out {out}: holds a previous {command} run ({_state(manifest)}); pass --resume to continue it, "
+                "--overwrite to start over, or another --out"
             )
         else:
             run.resumed = True
             run.previous_identity = manifest["identity"]
     _write_manifest(out, command, identity, "running" if run.resumed else "new")
     return run
+
+
+def _state(manifest: Mapping[str, Any]) -> str:
+    """How an earlier run ended, for messages. No run holds the lock, so one still marked as started was killed."""
+    status = manifest.get("status")
+    if status == "complete":
+        return "complete"
+    if status == "failed":
+        return f"failed: {manifest.get('error', 'unknown error')}"
+    return "stopped before it completed: killed or crashed"
 
 
 def _close_failed(out: Path, run: RunDir, *, created: bool, error: BaseException) -> None:

@@ -55,9 +55,12 @@ def test_overwrite_deletes_only_the_runs_entries(tmp_path: Path) -> None:
     with _open(out):
         (out / "metrics.json").write_text("{}")
     (out / "notes.txt").write_text("mine")  # the user's file, added after the run
-    with _open(out, {"seed": 2}, overwrite=True, outputs=("metrics.*",)) as run:
-        assert not (out / "metrics.json").exists()
-        assert any("notes.txt" in note for note in run.notes)
+    opening = _open(out, {"seed": 2}, overwrite=True, outputs=("metrics.*",))
+    with pytest.warns(UserWarning, match="--overwrite kept notes.txt .*not written by the earlier run"):
+        run = opening.__enter__()
+    assert not (out / "metrics.json").exists()
+    assert any("notes.txt" in note for note in run.notes)
+    opening.__exit__(None, None, None)
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -113,6 +116,8 @@ def test_failure_after_results_is_recorded(tmp_path: Path) -> None:
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["status"] == "failed"
     assert "out of memory" in manifest["error"]
+    with pytest.raises(RunDirError, match=r"previous evaluate run \(failed: RuntimeError: out of memory\)"), _open(out):
+        pass
     with _open(out, resume=True) as run:
         assert run.resumed
 

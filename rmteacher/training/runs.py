@@ -12,6 +12,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -98,12 +99,14 @@ def resolved_config(command: str, config: Any, inputs: Mapping[str, Any]) -> dic
 def last_complete_checkpoint(checkpoints: Path, run: RunDir) -> str | None:
     """The newest complete ``checkpoint-<step>`` in ``checkpoints``, or None. Incomplete ones (a run killed while the
     trainer wrote them) are deleted, as they are this run's own and the trainer could not resume from them; each is
-    named in ``run.notes``."""
+    named in ``run.notes`` and in a warning."""
     if not checkpoints.is_dir():
         return None
     complete, incomplete = complete_checkpoints(checkpoints)
     for torn in incomplete:
-        run.notes.append(f"skipped the incomplete checkpoint {torn.name} (a run killed while saving it)")
+        note = f"skipped the incomplete checkpoint {torn.name} (a run killed while saving it)"
+        run.notes.append(note)
+        warnings.warn(note, stacklevel=2)
         shutil.rmtree(torn)
     return str(complete[-1]) if complete else None
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar per model saved or loaded
 
 __all__ = [
     "MAX_SPREAD",
@@ -110,7 +111,6 @@ def child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[variable] = str(threads)
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return env
 
 

@@ -23,6 +23,7 @@ from rmteacher.rundir import RunDir, complete_checkpoints
 __all__ = [
     "VOLATILE_OPTIONS",
     "divergence_guard",
+    "first_non_finite",
     "last_complete_checkpoint",
     "library_progress",
     "metrics_logger",
@@ -138,18 +139,43 @@ def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
 
 
 def divergence_guard(command: str) -> Any:
-    """A ``TrainerCallback`` stopping training with an error when a logged loss or gradient norm is not finite: the
-    weights would be NaN and every later number wrong. The message names the step and what to lower."""
+    """A ``TrainerCallback`` stopping training with an error when the weights or a logged loss or gradient norm are not
+    finite: every later number would be wrong. The weights are checked after every optimizer step, before the trainer
+    saves that step's checkpoint, so no checkpoint and no final model with NaN weights is written. The message names
+    the step and what to lower."""
     from transformers import TrainerCallback
 
+    def stop(step: int, what: str) -> FloatingPointError:
+        return FloatingPointError(
+            f"training diverged at step {step} ({what}); {command} stopped and saved no model from it. Lower "
+            "--learning-rate"
+        )
+
     class _DivergenceGuard(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            if model is not None and (name := first_non_finite(model)) is not None:
+                raise stop(state.global_step, f"weight {name} is not finite")
+
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            for key in ("loss", "grad_norm"):
+            for key in ("loss", "grad_norm", "train_loss"):
                 value = (logs or {}).get(key)
                 if isinstance(value, float) and not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"{command}: training diverged at step {state.global_step} ({key} = {value}); the model "
-                        "was not saved. Lower --learning-rate"
-                    )
+                    raise stop(state.global_step, f"{key} = {value}")
 
     return _DivergenceGuard()
+
+
+def first_non_finite(model: Any) -> str | None:
+    """The name of the first parameter of ``model`` (a ``torch.nn.Module``) holding a NaN or an infinity, or None.
+
+    One device-to-host transfer for the whole model: the per-tensor checks are stacked before they are read.
+    """
+    import torch
+
+    named = [(name, p) for name, p in model.named_parameters() if p.numel() > 0]
+    if not named:
+        return None
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(p).all().to(named[0][1].device) for _, p in named]).cpu()
+    bad = (~finite).nonzero()
+    return named[int(bad[0])][0] if len(bad) else None

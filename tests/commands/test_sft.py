@@ -2,6 +2,7 @@
 resume, and bad input."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from rmteacher.sandbox import SandboxTask
 from rmteacher.tables import TableError
 from rmteacher.threads import torch_threads
 from rmteacher.training.sft import SFTOptions, sft
+
+from .conftest import Run
 
 
 @pytest.mark.parametrize(
@@ -120,3 +123,22 @@ def test_the_sft_options_still_accept_the_builders_fields() -> None:
     assert SFTOptions(save_steps=0, logging_steps=10).save_steps == 0
     with pytest.raises(ValueError, match="save_steps must be >= 0 and logging_steps >= 1"):
         SFTOptions(logging_steps=0)
+
+
+def test_weights_that_turn_non_finite_stop_the_run_naming_the_step(
+    sandbox_task: SandboxTask, tmp_path: Path, cli: Run
+) -> None:
+    """A learning rate of 1e30 is finite, so accepted, but its AdamW steps overflow the weights within a few steps,
+    before any loss is logged (every 10 steps): the weights themselves are checked after every step."""
+    out = tmp_path / "run"
+    argv = ["sft", "--out", str(out), "--max-steps", "4", "--save-steps", "1", "--learning-rate", "1e30"]
+    code, _, err = cli([*argv, "--no-progress"])
+    assert code == 2
+    assert re.search(r"rmteacher sft: error: training diverged at step [1-4] \(weight \S+ is not finite\)", err), err
+    assert "Traceback" not in err
+    assert not (out / "model").exists()
+    saved = list((out / "checkpoints").glob("checkpoint-*"))
+    for checkpoint in saved:  # those saved before the step that diverged are finite; none is saved after
+        assert all(np.isfinite(v).all() for v in weights(checkpoint).values()), checkpoint.name
+    step = int(re.search(r"at step (\d)", err).group(1))  # type: ignore[union-attr]
+    assert sorted(int(c.name.split("-")[1]) for c in saved) == list(range(1, step))

@@ -1,20 +1,33 @@
-"""Per-step overhead of `rmteacher rl` against a bare TRL GRPOTrainer, side by side in one run.
+"""`rmteacher rl` against a bare TRL RLOOTrainer with the same config, timed end to end with the same logging.
 
-Run: ``.venv/bin/python benchmarks/bench_rl.py [--steps 40] [--repeats 2]``
+Run from the repository root (``--quick``: 8 steps, for a smoke check):
 
-Both train the sandbox policy with GRPO on the same prompts, batch (8 prompts x 4 completions), lengths (16 new
-tokens), learning rate and KL coefficient. The bare trainer gets the sandbox's ground truth as a plain reward
-function; `rmteacher rl` gets the same reward through its normalization, a second weight-0 ground-truth reward and
-the within-prompt variance logging. Periodic evaluation is off for the timed steps (``--eval-every`` past the end),
-because it is a separate, scheduled cost; it is timed on its own below.
+    .venv/bin/python benchmarks/bench_rl.py [--steps 40] [--threads 1] [--repeats 3] [--warmup 1] [--quick]
 
-Each variant runs in its own process (so peak RSS is its own), alternating, ``--repeats`` times. A step is timed
-from ``on_step_begin`` to ``on_step_end`` (generation, rewards, forward/backward, optimizer); the figure is the
-median over steps 5 .. steps-1 (the last step of `rmteacher rl` runs the final evaluation).
+Both train the sandbox policy with RLOO (the paper's algorithm) for ``--steps`` steps on the sandbox's training
+prompts, 8 prompts x 4 completions x at most 16 new tokens, learning rate 5e-5, KL 0.05, one torch thread, and the
+same TRL arguments: ``logging_steps=1``, ``report_to=["tensorboard"]``, a checkpoint every 20 steps (the arguments
+are compared key by key with what `rmteacher rl` passes before anything is timed).
+
+- bare: ``RLOOTrainer`` with the sandbox's ground truth as its one plain reward function.
+- rmteacher: :func:`rmteacher.training.rl.train_rl` with the sandbox inputs `rmteacher rl` uses by default (the
+  ground truth as the training reward, normalized by the initial policy's statistics, and again with weight 0 as
+  the logged ground truth), the within-prompt variance logging, ``metrics.jsonl`` and the policy evaluations at
+  step 0 (before training) and at the last step (``--eval-every`` past the end, so no others).
+
+Each run is its own process. Measured: the process (start-up, imports, loading, for rmteacher the step-0
+evaluation and saving the final policy), ``trainer.train()`` from ``on_train_begin`` to ``on_train_end``
+(steps, logging, TensorBoard, checkpoints; for rmteacher the last step's evaluation), the median step, and the
+last step's excess over the median step (rmteacher's final evaluation). Variants alternate through
+``benchmarks/_timing.py``; ratios only when both spreads are under ``--max-spread``. The goal of issue 13: the
+training loop's overhead at most 10%.
 """
 
 from __future__ import annotations
 
+import _timing
+
+# isort: split
 import argparse
 import json
 import resource
@@ -26,113 +39,181 @@ import time
 from pathlib import Path
 from typing import Any
 
-SETTINGS = {
-    "prompts_per_step": 8,
-    "samples_per_prompt": 4,
-    "max_new_tokens": 16,
-    "learning_rate": 5e-5,
-    "kl_coef": 0.05,
-}
+SETTINGS = {"prompts_per_step": 8, "samples_per_prompt": 4, "max_new_tokens": 16, "learning_rate": 5e-5,
+            "kl_coef": 0.05, "save_every": 20}  # fmt: skip
 
 
-def step_timer() -> Any:
+def train_timer() -> Any:
+    """A callback recording the training loop's and each step's wall time; add it last, so it sees the others."""
     from transformers import TrainerCallback
 
-    class StepTimer(TrainerCallback):
+    class Timer(TrainerCallback):
         def __init__(self) -> None:
-            self.times: list[float] = []
-            self._start = 0.0
+            self.steps: list[float] = []
+            self.train = 0.0
+            self._train_start = self._step_start = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._train_start = time.perf_counter()
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self._start = time.perf_counter()
+            self._step_start = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.times.append(time.perf_counter() - self._start)
+            self.steps.append(time.perf_counter() - self._step_start)
 
-    return StepTimer()
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.train = time.perf_counter() - self._train_start
+
+    return Timer()
 
 
-def run_bare(steps: int, out: Path) -> list[float]:
+def ours_config(steps: int, out: Path, threads: int) -> Any:
+    """`rmteacher rl`'s config with the sandbox inputs its command line fills in when none is given."""
+    from rmteacher import sandbox
+    from rmteacher.training.rl import RLConfig
+
+    task = sandbox.build(progress=False)
+    return RLConfig(
+        out=out, algo="rloo", max_steps=steps, eval_every=10 * steps, cpu_threads=threads, progress=False,
+        policy=str(task.policy_dir), reward_model=f"perfect={sandbox.GROUND_TRUTH}",
+        ground_truth=sandbox.GROUND_TRUTH, prompts=task.train_prompts, eval_prompts=task.eval_prompts, **SETTINGS,
+    )  # fmt: skip
+
+
+def bare_arguments(steps: int, out: Path) -> Any:
+    """TRL's RLOOConfig written out as a TRL user would, with every setting `rmteacher rl` makes explicit."""
+    from trl import RLOOConfig
+
+    return RLOOConfig(
+        output_dir=str(out), max_steps=steps, seed=0, data_seed=0, logging_steps=1, report_to=["tensorboard"],
+        save_strategy="steps", save_steps=SETTINGS["save_every"],
+        per_device_train_batch_size=SETTINGS["prompts_per_step"] * SETTINGS["samples_per_prompt"],
+        gradient_accumulation_steps=1, num_generations=SETTINGS["samples_per_prompt"],
+        max_completion_length=SETTINGS["max_new_tokens"], temperature=1.0, top_p=1.0,
+        learning_rate=SETTINGS["learning_rate"], lr_scheduler_type="constant", beta=SETTINGS["kl_coef"],
+        bf16=False, activation_checkpointing=False, use_cpu=True, disable_tqdm=True, use_vllm=False,
+    )  # fmt: skip
+
+
+def check_same_arguments(steps: int) -> None:
+    """Fails unless the bare arguments equal rmteacher's but for the output directory and reward weights."""
+    from rmteacher.training.rl import trl_arguments
+
+    with tempfile.TemporaryDirectory() as directory:
+        ours = trl_arguments(ours_config(steps, Path(directory), 1), num_rewards=1).to_dict()
+        bare = bare_arguments(steps, Path(directory)).to_dict()
+    keys = (set(ours) | set(bare)) - {"reward_weights"}  # rmteacher's [1, 0]: its second reward is logged only
+    differ = {k: (bare.get(k), ours.get(k)) for k in keys if bare.get(k) != ours.get(k)}
+    if differ:
+        raise SystemExit(f"the bare TRL arguments differ from rmteacher's (bare, ours): {differ}")
+
+
+def run_bare(steps: int, out: Path, threads: int) -> Any:
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import RLOOTrainer
 
     from rmteacher import sandbox
-    from rmteacher.models import load_policy
     from rmteacher.tables import load_prompts
 
     task = sandbox.build(progress=False)
-    policy, tokenizer = load_policy(str(task.policy_dir))
-    prompts = load_prompts(task.train_prompts, "prompt")
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts["prompt"]])
-    args = GRPOConfig(
-        output_dir=str(out), max_steps=steps, seed=0, logging_steps=1, save_strategy="no", report_to=[],
-        per_device_train_batch_size=SETTINGS["prompts_per_step"] * SETTINGS["samples_per_prompt"],
-        num_generations=SETTINGS["samples_per_prompt"], max_completion_length=SETTINGS["max_new_tokens"],
-        learning_rate=SETTINGS["learning_rate"], beta=SETTINGS["kl_coef"], lr_scheduler_type="constant",
-        bf16=False, activation_checkpointing=False, use_cpu=True, disable_tqdm=True, top_p=1.0,
-    )  # fmt: skip
-    timer = step_timer()
-    trainer = GRPOTrainer(model=policy, reward_funcs=[sandbox.ground_truth], args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[timer])  # fmt: skip
+    policy = AutoModelForCausalLM.from_pretrained(task.policy_dir)
+    tokenizer = AutoTokenizer.from_pretrained(task.policy_dir)
+    prompts = load_prompts(task.train_prompts, "prompt")["prompt"]
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts])
+    timer = train_timer()
+    trainer = RLOOTrainer(model=policy, reward_funcs=[sandbox.ground_truth], args=bare_arguments(steps, out),
+                          train_dataset=dataset, processing_class=tokenizer, callbacks=[timer])  # fmt: skip
     trainer.train()
-    return list(timer.times)
+    return timer
 
 
-def run_ours(steps: int, out: Path) -> tuple[list[float], float]:
-    from rmteacher.training.rl import RLConfig, train_rl
+def run_ours(steps: int, out: Path, threads: int) -> Any:
+    from rmteacher.training.rl import train_rl
 
-    timer = step_timer()
-    config = RLConfig(out=out, algo="grpo", max_steps=steps, eval_every=10 * steps, save_every=10 * steps,
-                      progress=False, **SETTINGS)  # fmt: skip
-    start = time.perf_counter()
-    train_rl(config, callbacks=[timer])
-    total = time.perf_counter() - start
-    return list(timer.times), total
+    timer = train_timer()
+    train_rl(ours_config(steps, out, threads), callbacks=[timer])
+    return timer
 
 
-def child(variant: str, steps: int) -> None:
+def child(variant: str, steps: int, threads: int) -> None:
+    """One run in this process; prints its timings as one JSON line."""
+    _timing.pin_torch_threads(threads)
     with tempfile.TemporaryDirectory() as directory:
-        if variant == "bare":
-            times, total = run_bare(steps, Path(directory) / "bare"), float("nan")
-        else:
-            times, total = run_ours(steps, Path(directory) / "ours")
+        timer = (run_bare if variant == "bare" else run_ours)(steps, Path(directory) / variant, threads)
+        if not any((Path(directory) / variant / "runs").rglob("events.out.tfevents*")):
+            raise SystemExit(f"{variant}: no TensorBoard events written")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"times": times, "peak_rss_mb": peak, "total": total}))
+    print(json.dumps({"steps": timer.steps, "train": timer.train, "peak_rss_mb": peak}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in both (rl's --cpu-threads)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (>= 3), alternating")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--max-spread", type=float, default=_timing.MAX_SPREAD, help="withhold ratios above this")
+    parser.add_argument("--quick", action="store_true", help="8 steps, no warm-up")
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup = 8, 0
     if args.child:
-        child(args.child, args.steps)
+        child(args.child, args.steps, args.threads)
         return
-    import torch
-
+    if args.steps < 6:
+        parser.error(f"--steps must be >= 6 (a median step past the first ones); got {args.steps}")
     from rmteacher import sandbox
 
     sandbox.build(progress=False)  # build (or find) the cache before timing anything
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "ours": []}
-    for _ in range(args.repeats):
-        for variant in ("bare", "ours"):
-            done = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(args.steps)],
-                                  capture_output=True, text=True, check=True)  # fmt: skip
-            results[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    medians = {v: [statistics.median(r["times"][5 : args.steps - 1]) for r in runs] for v, runs in results.items()}
-    shape = f"{SETTINGS['prompts_per_step']} prompts x {SETTINGS['samples_per_prompt']} completions"
-    print(f"GRPO, sandbox policy, {shape} x {SETTINGS['max_new_tokens']} tokens, {args.steps} steps, "
-          f"{args.repeats} runs each, torch threads {torch.get_num_threads()}")  # fmt: skip
-    for variant, label in (("bare", "bare GRPOTrainer + plain reward"), ("ours", "rmteacher rl (grpo)")):
-        runs = ", ".join(f"{m * 1000:.1f}" for m in medians[variant])
-        peak = max(r["peak_rss_mb"] for r in results[variant])
-        print(f"  {label:34s} median step {statistics.median(medians[variant]) * 1000:6.1f} ms (runs: {runs}); "
-              f"peak RSS {peak:.0f} MB")  # fmt: skip
-    overhead = statistics.median(medians["ours"]) / statistics.median(medians["bare"]) - 1
-    print(f"  per-step overhead of rmteacher rl: {overhead:+.1%}")
-    final_eval = [r["times"][-1] - statistics.median(r["times"][5:-1]) for r in results["ours"]]
-    print(f"  one evaluation (64 prompts x 4 samples, with KL): about {statistics.median(final_eval):.2f} s")
+    check_same_arguments(args.steps)
+    peaks: dict[str, list[float]] = {"bare": [], "ours": []}
+
+    def variant(name: str) -> Any:
+        def run() -> dict[str, float]:
+            command = [sys.executable, __file__, "--child", name, "--steps", str(args.steps),
+                       "--threads", str(args.threads)]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, env=_timing.child_env(args.threads))
+            if done.returncode != 0:
+                raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            peaks[name].append(record["peak_rss_mb"])
+            steps = record["steps"]
+            middle = statistics.median(steps[2:-1])  # past the first steps' warm-up, before the last
+            return {"train": record["train"], "step": middle, "last step excess": steps[-1] - middle}
+
+        return run
+
+    shape = (f"RLOO, sandbox policy, {SETTINGS['prompts_per_step']} prompts x {SETTINGS['samples_per_prompt']} "
+             f"completions x {SETTINGS['max_new_tokens']} tokens, {args.steps} steps")  # fmt: skip
+    _timing.header("bench_rl: rmteacher rl vs bare TRL RLOOTrainer", threads=args.threads, settings=shape)
+    results = _timing.alternate({"bare": variant("bare"), "ours": variant("ours")}, repeats=args.repeats,
+                                warmup=args.warmup)  # fmt: skip
+    bare, ours = results["bare"], results["ours"]
+    labels = {"wall": "process", "train": "trainer.train()", "step": "median step",
+              "last step excess": "last step - median step"}  # fmt: skip
+    for quantity, label in labels.items():
+        measures = {f"{label}, bare RLOOTrainer": bare[quantity], f"{label}, rmteacher rl": ours[quantity]}
+        if quantity == "last step excess":
+            measures = {f"{label}, rmteacher rl (its final evaluation)": ours[quantity]}
+        _timing.print_measures(measures)
+    print(f"  peak RSS: bare {max(peaks['bare']):.0f} MB, rmteacher rl {max(peaks['ours']):.0f} MB")
+    for quantity in ("train", "step", "wall"):
+        _timing.print_ratio(
+            f"overhead of rmteacher rl, {labels[quantity]}", ours[quantity], bare[quantity],
+            max_spread=args.max_spread, form="overhead",
+        )  # fmt: skip
+    without_eval = _timing.Measure(
+        "rmteacher rl train() less its final evaluation",
+        [t - e for t, e in zip(ours["train"].runs, ours["last step excess"].runs, strict=True)],
+    )
+    _timing.print_ratio(
+        "overhead of rmteacher rl, trainer.train() less the final evaluation", without_eval, bare["train"],
+        max_spread=args.max_spread, form="overhead",
+    )  # fmt: skip
+    _timing.footer()
 
 
 if __name__ == "__main__":

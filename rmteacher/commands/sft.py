@@ -19,6 +19,7 @@ from typing import Any
 
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.options import check_options, option, seed_check
+from rmteacher.rendering import has_chat_template, trl_prompt
 from rmteacher.rundir import open_run, read_jsonl
 from rmteacher.sandbox.builder import SFT_RECIPE
 from rmteacher.tables import TableError, check_prompt, read_table, require_columns
@@ -52,6 +53,9 @@ class SFTConfig:
         "directory (with no --model: the sandbox demonstrations)",
     )
     prompt_column: str = option("prompt", help="column of --data holding the prompt")
+    system_prompt: str | None = option(
+        None, help="system message put before every prompt (give the same to evaluate, train-rm and rl)"
+    )
     completion_column: str = option("completion", help="column of --data holding the response to learn")
     learning_rate: float = option(SFT_RECIPE["learning_rate"], help="peak AdamW learning rate (the paper: 1e-6)")
     epochs: float = option(1.0, help="passes over the data when --max-steps is -1 (the paper: 1)")
@@ -123,14 +127,15 @@ class SFTConfig:
         )
 
 
-def sft_rows(frame: Any, tokenizer: Any, *, prompt_column: str, completion_column: str) -> list[dict[str, Any]]:
-    """Rows in TRL's prompt/completion formats: conversational (lists of messages) when the tokenizer has a chat
-    template, plain strings when it has none; a conversation for a tokenizer without a template is an error.
-
-    The same rule as :func:`rmteacher.models.render_conversation`, so the model is trained on the text it is later
-    sampled and scored with.
+def sft_rows(
+    frame: Any, tokenizer: Any, *, prompt_column: str, completion_column: str, system_prompt: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows in TRL's prompt/completion formats, the prompt made by :func:`rmteacher.rendering.trl_prompt`:
+    conversational (TRL applies the chat template) when the tokenizer has one, the plain text rmteacher samples from
+    when it has none (a conversation of one user message, after an optional system message, becomes its text;
+    longer conversations are an error). So the model is trained on the text it is later sampled and scored with.
     """
-    templated = bool(getattr(tokenizer, "chat_template", None))
+    templated = has_chat_template(tokenizer)
     rows: list[dict[str, Any]] = []
     for i, (prompt, completion) in enumerate(zip(frame[prompt_column], frame[completion_column], strict=True)):
         prompt = check_prompt(prompt, where=f"--data row {i + 1}, column {prompt_column!r}")
@@ -141,16 +146,12 @@ def sft_rows(frame: Any, tokenizer: Any, *, prompt_column: str, completion_colum
             completion = completion[0]["content"]
         if not isinstance(completion, str):
             raise TableError(f"--data row {i + 1}: column {completion_column!r} must hold text")
-        if templated:
-            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-            rows.append({"prompt": messages, "completion": [{"role": "assistant", "content": completion}]})
-        elif isinstance(prompt, str):
-            rows.append({"prompt": prompt, "completion": completion})
-        else:
-            raise TableError(
-                f"--data row {i + 1}: a conversational prompt needs a tokenizer with a chat template; this model has "
-                "none (give plain-text prompts, or a model whose tokenizer has a chat_template)"
-            )
+        try:
+            rendered = trl_prompt(tokenizer, prompt, system_prompt=system_prompt)
+        except ValueError as error:
+            raise TableError(f"--data row {i + 1}, column {prompt_column!r}: {error}") from None
+        reply = [{"role": "assistant", "content": completion}] if templated else completion
+        rows.append({"prompt": rendered, "completion": reply})
     return rows
 
 
@@ -190,7 +191,11 @@ def run_sft(config: SFTConfig) -> str:
                     config.model or "", device="cpu", trust_remote_code=config.trust_remote_code
                 )
             rows = sft_rows(
-                frame, tokenizer, prompt_column=config.prompt_column, completion_column=config.completion_column
+                frame,
+                tokenizer,
+                prompt_column=config.prompt_column,
+                completion_column=config.completion_column,
+                system_prompt=config.system_prompt,
             )
             if state.is_main_process:
                 from rmteacher.tables import write_json_atomic

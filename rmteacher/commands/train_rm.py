@@ -1,7 +1,8 @@
 """`rmteacher train-rm`: the command line of :mod:`rmteacher.training.reward_model` (sandbox defaults, summary).
 
 Run: ``rmteacher train-rm --on-policy-fraction 1.0 --out runs/rm-100`` (the sandbox task), or
-``rmteacher train-rm --policy ./sft --pairs pairs.jsonl --ground-truth gt=pkg.mod:fn --on-policy-fraction 0.5 --out D``.
+``rmteacher train-rm --policy ./sft --prompts prompts.jsonl --pairs pairs.jsonl --ground-truth gt=pkg.mod:fn
+--on-policy-fraction 0.5 --out D`` (the prompts table's other columns, e.g. ``answer``, reach the ground truth).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def run_train_rm(config: TrainRMConfig) -> str:
         "--policy": config.policy,
         "--init": config.init,
         "--pairs": config.pairs,
+        "--prompts": config.prompts,
         "--ground-truth": config.ground_truth,
     }
     task = sandbox_if_nothing_given("train-rm", given, progress=config.progress)

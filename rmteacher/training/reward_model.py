@@ -1,12 +1,13 @@
 """`rmteacher train-rm`: a Bradley-Terry reward model from a mix of on- and off-policy preferences (spec §3, §4.1).
 
 The pipeline reads top to bottom: resolve inputs (the sandbox task by default), check the run directory, assemble
-the preference set (a seeded fraction F of the prompts get 2 samples of ``--policy`` labelled by ``--ground-truth``,
-the rest keep their off-policy pair; :mod:`rmteacher.training.preferences`), tokenize it exactly as
-:class:`rmteacher.models.ModelReward` will score it, start the reward model from a causal LM
-(``AutoModelForSequenceClassification``, one label; the paper starts from the SFT policy), train it with TRL's
-``RewardTrainer`` as it is (loss ``-log σ(r_c - r_r) + c·mean((r_c + r_r)²)``, c = ``--center-rewards-coefficient``),
-and write the run directory:
+the preference set (a seeded fraction F of the prompts get 2 samples of ``--policy``, stopped as ``rmteacher
+evaluate`` stops them, labelled by ``--ground-truth``, which gets the ``--prompts`` table's other columns as keyword
+arguments; the rest keep their off-policy pair; :mod:`rmteacher.training.preferences`), render and tokenize it
+exactly as :class:`rmteacher.models.ModelReward` will score it (:mod:`rmteacher.rendering`, ``--system-prompt``
+included), start the reward model from a causal LM (``AutoModelForSequenceClassification``, one label; the paper
+starts from the SFT policy), train it with TRL's ``RewardTrainer`` as it is (loss
+``-log σ(r_c - r_r) + c·mean((r_c + r_r)²)``, c = ``--center-rewards-coefficient``), and write the run directory:
 
     config.json            every option and the resolved inputs
     preferences.parquet    the training pairs: prompt_id, prompt, chosen, rejected, score_chosen, score_rejected,
@@ -30,10 +31,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from rmteacher.models import ModelLoadError, render_conversation
+from rmteacher.models import ModelLoadError, quiet_loading
 from rmteacher.options import check_options, option, seed_check
+from rmteacher.rendering import encode_rendered, render_conversation
 from rmteacher.rundir import open_run
-from rmteacher.tables import load_pairs, write_json_atomic, write_parquet_atomic
+from rmteacher.scoring import extra_columns
+from rmteacher.tables import TableError, load_pairs, load_prompts, write_json_atomic, write_parquet_atomic
 from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 from rmteacher.training.preferences import (
     MIX_SEED,
@@ -84,7 +87,23 @@ class TrainRMConfig:
     pairs: Path | None = option(
         None,
         help="off-policy preference pairs: JSONL/CSV/Parquet or a datasets directory with prompt, chosen, rejected "
-        "(prompt_id optional) (default: sandbox)",
+        "(prompt_id optional), or prompt_id, chosen, rejected referring to --prompts (default: sandbox)",
+    )
+    prompts: Path | None = option(
+        None,
+        help="prompts table the pairs' prompt_ids refer to (as in evaluate): plain or conversational prompts; its "
+        "other columns (e.g. answer) reach --ground-truth as keyword arguments when labelling on-policy pairs",
+    )
+    prompt_column: str = option("prompt", help="column of --prompts holding the prompt")
+    system_prompt: str | None = option(
+        None,
+        help="system message put before every prompt: for the policy's samples, the ground truth, and in the "
+        "reward model's training texts (give the same to evaluate and rl)",
+    )
+    stop: list[str] = option(
+        default_factory=list,
+        help="stop strings ending an on-policy sample (besides every end token of the generation config), as in "
+        "evaluate",
     )
     ground_truth: str | None = option(
         None, help="reward labelling the on-policy pairs, NAME=PATH_OR_CALLABLE or PATH_OR_CALLABLE (default: sandbox)"
@@ -150,6 +169,10 @@ class TrainRMConfig:
             (self.logging_steps >= 1, f"--logging-steps must be >= 1; got {self.logging_steps}"),
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
+            (
+                self.prompts is not None or self.prompt_column == "prompt",
+                f"--prompt-column {self.prompt_column!r} names a column of --prompts, and no --prompts was given",
+            ),
         ]
         check_options(checks)
         if self.ties not in ("drop", "keep"):
@@ -175,12 +198,46 @@ def resolve_inputs(config: TrainRMConfig) -> dict[str, str]:
         "policy": policy,
         "init": config.init or policy,
         "pairs": str(config.pairs),
+        "prompts": str(config.prompts) if config.prompts else "",
         "ground_truth": config.ground_truth or "",
     }
 
 
-def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompts: list[str], ids: list[Any]) -> Any:
-    """Two samples of the policy per prompt, labelled by the ground truth (:func:`label_pairs`), across processes."""
+def load_preference_data(config: TrainRMConfig, inputs: dict[str, str]) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
+    """The off-policy pairs, and per pair the prompts table's other columns (TRL's reward kwargs; empty without
+    ``--prompts``).
+
+    Raises:
+        TableError: a pair whose ``prompt_id`` is not in ``--prompts``, or whose own prompt differs from it (pairs
+            without a ``prompt_id`` column cannot refer to ``--prompts``).
+    """
+    if not inputs["prompts"]:
+        return load_pairs(inputs["pairs"]), {}
+    prompts = load_prompts(inputs["prompts"], config.prompt_column)
+    pairs = load_pairs(inputs["pairs"], prompts)
+    row_of = {pid: row for row, pid in enumerate(prompts["prompt_id"].tolist())}
+    for i, (pid, prompt) in enumerate(zip(pairs["prompt_id"].tolist(), pairs["prompt"].tolist(), strict=True)):
+        if pid not in row_of or prompts["prompt"].iloc[row_of[pid]] != prompt:
+            raise TableError(
+                f"--pairs {inputs['pairs']}: row {i + 1} (prompt_id {pid!r}) does not refer to a prompt of --prompts "
+                f"{inputs['prompts']}; give the pairs a prompt_id column holding --prompts' ids"
+            )
+    extra = extra_columns(prompts)
+    return pairs, {k: [v[row_of[pid]] for pid in pairs["prompt_id"]] for k, v in extra.items()}
+
+
+def sample_on_policy_pairs(
+    config: TrainRMConfig,
+    inputs: dict[str, str],
+    prompts: list[Any],
+    ids: list[Any],
+    extra: dict[str, list[Any]],
+) -> Any:
+    """Two samples of the policy per prompt, labelled by the ground truth (:func:`label_pairs`), across processes.
+
+    Sampling stops as in ``rmteacher evaluate`` (every end token of the generation config, ``--stop``); the ground
+    truth gets the prompt as the table gives it, each sample's text and ``extra`` (per prompt) as keyword arguments.
+    """
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -191,7 +248,12 @@ def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompt
     state = PartialState()
     if not inputs["ground_truth"]:
         raise ValueError("--on-policy-fraction > 0 needs --ground-truth to label the on-policy pairs")
-    truth = load_reward(inputs["ground_truth"], trust_remote_code=config.trust_remote_code, argument="--ground-truth")
+    truth = load_reward(
+        inputs["ground_truth"],
+        trust_remote_code=config.trust_remote_code,
+        argument="--ground-truth",
+        system_prompt=config.system_prompt,
+    )
     policy, tokenizer = load_policy(inputs["policy"], trust_remote_code=config.trust_remote_code)
     completions = sample_completions(
         policy,
@@ -205,6 +267,8 @@ def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompt
         rank=state.process_index,
         world_size=state.num_processes,
         progress=config.progress,
+        system_prompt=config.system_prompt,
+        stop=config.stop,
     )
     del policy
     rows = [(c.prompt_index, c.sample_id, c.text) for c in completions]
@@ -214,26 +278,39 @@ def sample_on_policy_pairs(config: TrainRMConfig, inputs: dict[str, str], prompt
     first = [texts[i, 0] for i in range(len(prompts))]  # [num_prompts]
     second = [texts[i, 1] for i in range(len(prompts))]
     where = pd.DataFrame({"prompt_id": ids * 2, "sample_id": [0] * len(ids) + [1] * len(ids)})
-    scores = score_rows(truth, prompts * 2, first + second, where, state)  # [2 * num_prompts]
+    kwargs = {k: list(v) * 2 for k, v in extra.items()}
+    scores = score_rows(truth, prompts * 2, first + second, where, state, kwargs)  # [2 * num_prompts]
     return label_pairs(first, second, scores[: len(prompts)], scores[len(prompts) :])
 
 
-def assemble_preferences(config: TrainRMConfig, inputs: dict[str, str], pairs: pd.DataFrame) -> pd.DataFrame:
-    """The preference set: ``pairs`` with a seeded share ``--on-policy-fraction`` of rows made on-policy."""
+def assemble_preferences(
+    config: TrainRMConfig, inputs: dict[str, str], pairs: pd.DataFrame, extra: dict[str, list[Any]]
+) -> pd.DataFrame:
+    """The preference set: ``pairs`` with a seeded share ``--on-policy-fraction`` of rows made on-policy
+    (``extra``: per pair, the ground truth's keyword arguments)."""
     rows = on_policy_rows(len(pairs), config.on_policy_fraction, seed=config.mix_seed)
     if len(rows) == 0:
         return mix_preferences(pairs, rows, pd.DataFrame(columns=PREFERENCE_COLUMNS), ties=config.ties)
     chosen = pairs.iloc[rows]
-    labelled = sample_on_policy_pairs(config, inputs, chosen["prompt"].tolist(), chosen["prompt_id"].tolist())
+    labelled = sample_on_policy_pairs(
+        config,
+        inputs,
+        chosen["prompt"].tolist(),
+        chosen["prompt_id"].tolist(),
+        {k: [v[i] for i in rows] for k, v in extra.items()},
+    )
     return mix_preferences(pairs, rows, labelled, ties=config.ties)
 
 
-def encode_preferences(prefs: pd.DataFrame, tokenizer: Any, *, max_length: int) -> tuple[dict[str, list[Any]], int]:
+def encode_preferences(
+    prefs: pd.DataFrame, tokenizer: Any, *, max_length: int, system_prompt: str | None = None
+) -> tuple[dict[str, list[Any]], int]:
     """Token ids of each pair's chosen and rejected conversation, as :class:`rmteacher.models.ModelReward` scores them.
 
-    Both sides are rendered with :func:`rmteacher.models.render_conversation` and tokenized without added special
-    tokens, so the reward model is trained on exactly the ids it later reads; TRL skips its own tokenization for
-    datasets that already hold ``chosen_ids``/``rejected_ids``.
+    Both sides are rendered with :func:`rmteacher.rendering.render_conversation` (with ``system_prompt``) and
+    tokenized with :func:`rmteacher.rendering.encode_rendered`, as scoring does, so the reward model is trained on
+    exactly the ids it later reads; TRL skips its own tokenization for datasets that already hold
+    ``chosen_ids``/``rejected_ids``.
 
     Returns:
         ``{"chosen_ids": [...], "rejected_ids": [...]}`` for the pairs whose sides both fit in ``max_length``
@@ -242,8 +319,11 @@ def encode_preferences(prefs: pd.DataFrame, tokenizer: Any, *, max_length: int) 
     prompts = prefs["prompt"].tolist()
     sides = {}
     for side in ("chosen", "rejected"):
-        texts = [render_conversation(tokenizer, p, c) for p, c in zip(prompts, prefs[side].tolist(), strict=True)]
-        sides[f"{side}_ids"] = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        texts = [
+            render_conversation(tokenizer, p, c, system_prompt=system_prompt)
+            for p, c in zip(prompts, prefs[side].tolist(), strict=True)
+        ]
+        sides[f"{side}_ids"] = encode_rendered(tokenizer, texts)
     fits = [max(len(c), len(r)) <= max_length for c, r in zip(sides["chosen_ids"], sides["rejected_ids"], strict=True)]
     kept = {name: [ids for ids, ok in zip(values, fits, strict=True) if ok] for name, values in sides.items()}
     return kept, fits.count(False)
@@ -253,7 +333,8 @@ def reward_model_from_causal_lm(path: str, tokenizer: Any, *, seed: int, trust_r
     """``AutoModelForSequenceClassification`` with one label from a causal LM's weights (a fresh, seeded head).
 
     The config is loaded first and set to one label, which also replaces a saved two-label ``id2label``;
-    ``from_pretrained(path, num_labels=1)`` would warn that ``num_labels=1`` contradicts it.
+    ``from_pretrained(path, num_labels=1)`` would warn that ``num_labels=1`` contradicts it. The new head and the
+    unused LM head are expected and not reported; a missing weight of the body is an error.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
     from trl.trainer.reward_trainer import suppress_seqcls_warning
@@ -263,13 +344,25 @@ def reward_model_from_causal_lm(path: str, tokenizer: Any, *, seed: int, trust_r
         model_config.num_labels = 1
         model_config.pad_token_id = tokenizer.pad_token_id
         set_seed(seed)
-        with suppress_seqcls_warning():  # the new head and the unused LM head are expected, not worth a report
-            return AutoModelForSequenceClassification.from_pretrained(
-                path, config=model_config, use_safetensors=True, trust_remote_code=trust_remote_code
+        with suppress_seqcls_warning(), quiet_loading():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                config=model_config,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
             )
     except (OSError, ValueError, KeyError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"--init {path!r}: cannot be loaded as a reward model ({reason})") from None
+    body = f"{model.base_model_prefix}."
+    missing = sorted(k for k in info.get("missing_keys", ()) if k.startswith(body))
+    if missing:
+        raise ModelLoadError(
+            f"--init {path!r}: the checkpoint lacks {len(missing)} weight(s) of the model's body, e.g. {missing[0]!r}; "
+            "give a causal LM or reward model of this architecture"
+        )
+    return model
 
 
 def _reward_config(config: TrainRMConfig) -> Any:
@@ -325,12 +418,12 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
         torch_threads(cpu_threads(config.cpu_threads)),
     ):  # fmt: skip
         # 1. The preference set, made once: a resumed run trains on the set it saved.
-        pairs = load_pairs(inputs["pairs"])
+        pairs, extra = load_preference_data(config, inputs)
         saved = config.out / "preferences.parquet"
         if run.resumed and saved.is_file():
             prefs = pd.read_parquet(saved)
         else:
-            prefs = assemble_preferences(config, inputs, pairs)
+            prefs = assemble_preferences(config, inputs, pairs, extra)
             if state.is_main_process:
                 write_json_atomic(config.out / "config.json", resolved["config"])
                 write_parquet_atomic(prefs, saved)
@@ -338,7 +431,9 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
 
         # 2. Tokens, as the reward will be scored; the model from the causal LM.
         tokenizer = load_tokenizer(inputs["init"], kind="--init", trust_remote_code=config.trust_remote_code)
-        encoded, too_long = encode_preferences(prefs, tokenizer, max_length=config.max_length)
+        encoded, too_long = encode_preferences(
+            prefs, tokenizer, max_length=config.max_length, system_prompt=config.system_prompt
+        )
         if not encoded["chosen_ids"]:
             raise ValueError(f"--max-length {config.max_length}: every one of the {len(prefs)} pairs is longer")
         model = reward_model_from_causal_lm(

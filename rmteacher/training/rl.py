@@ -35,7 +35,7 @@ from rmteacher.scoring import extra_columns
 from rmteacher.tables import load_prompts, write_json_atomic
 from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 from rmteacher.training.rl_eval import PROXY, TRUTH, PolicyEvaluator, append_jsonl, make_callbacks
-from rmteacher.training.runs import divergence_guard, last_complete_checkpoint, resolved_config
+from rmteacher.training.runs import divergence_guard, last_complete_checkpoint, library_progress, resolved_config
 
 __all__ = ["OUTPUTS", "RLConfig", "train_rl"]
 
@@ -254,6 +254,7 @@ def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, An
             config.out, command="rl", identity=resolved["identity"], resume=config.resume, overwrite=config.overwrite,
             outputs=OUTPUTS, volatile=("max_steps",), is_main_process=state.is_main_process,
         ) as run,
+        library_progress(config.progress),
         torch_threads(cpu_threads(config.cpu_threads)),
     ):  # fmt: skip
         return _train(config, inputs, run, state, resolved["config"], callbacks)

@@ -1,9 +1,9 @@
 """Evaluating a policy along RL training: proxy and ground-truth reward increase and the KL to the initial policy.
 
-The policy is sampled on a fixed prompt set with the same stopping as training and evaluation (every end token of
-the model's generation config), rewards are normalized by the initial policy's statistics, so an increase is in
-units of the initial reward std (the paper's Figure 2), and the KL is the k1 estimate on the sampled tokens (its
-Figure 4's x axis).
+The policy is sampled on a fixed prompt set with the same stopping as TRL's training (every end token of the
+model's generation config; TRL cannot stop on strings, so neither does this evaluation); rewards are normalized by
+the initial policy's statistics, so an increase is in units of the initial reward std (the paper's Figure 2), and
+the KL is the k1 estimate on the sampled tokens (its Figure 4's x axis).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 
 from rmteacher.metrics import NormalizationStats
 from rmteacher.models import Reward
-from rmteacher.rendering import render_prompt
+from rmteacher.rendering import encode_rendered, render_prompt
 from rmteacher.sampling import Completion, sample_completions
 from rmteacher.scoring import score_rows
 
@@ -52,7 +52,6 @@ class PolicyEvaluator:
     seed: int
     extra: dict[str, list[Any]] = field(default_factory=dict)  # per prompt: the prompts table's other columns
     system_prompt: str | None = None
-    stop: list[str] = field(default_factory=list)
 
     def sample(self, model: Any) -> tuple[list[Completion], np.ndarray, np.ndarray | None]:
         """Samples and returns (completions, proxy raw [P, K], truth raw [P, K] or None)."""
@@ -64,7 +63,7 @@ class PolicyEvaluator:
             completions = sample_completions(
                 model, self.tokenizer, self.prompts, samples_per_prompt=self.samples_per_prompt,
                 max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed, progress=False,
-                system_prompt=self.system_prompt, stop=self.stop,
+                system_prompt=self.system_prompt,
             )  # fmt: skip
         model.train(training)
         rows = [c.prompt_index for c in completions]
@@ -82,12 +81,11 @@ class PolicyEvaluator:
         import torch
 
         device = next(model.parameters()).device
-        prompt_ids = [
-            self.tokenizer(
-                render_prompt(self.tokenizer, p, system_prompt=self.system_prompt), add_special_tokens=False
-            )["input_ids"]
-            for p in self.prompts
-        ]
+        # The prompt's ids exactly as sample_completions (and TRL) encoded them: the rendered text, with the
+        # tokenizer's own special tokens for a template-less policy (e.g. BOS), none after a chat template.
+        prompt_ids = encode_rendered(
+            self.tokenizer, [render_prompt(self.tokenizer, p, system_prompt=self.system_prompt) for p in self.prompts]
+        )
         sequences = [(prompt_ids[c.prompt_index], list(c.token_ids)) for c in completions if c.token_ids]
         total, count = 0.0, 0
         for start in range(0, len(sequences), 64):

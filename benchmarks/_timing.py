@@ -119,17 +119,19 @@ def _load() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
-def header(title: str, *, threads: int, settings: str = "") -> None:
-    """Prints what a reader needs to judge the numbers: what, when, where, how many threads, how busy."""
+def header(title: str, *, threads: int | None, settings: str = "") -> None:
+    """Prints what a reader needs to judge the numbers: what, when, where, how many threads (``threads``: torch's
+    intra-op threads; None: no torch), how busy."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# {title}")
     if settings:
         print(f"settings: {settings}")
     print(f"date: {now}")
     print(f"machine: {machine()}")
+    blas = f"BLAS/OpenMP {os.environ.get('OPENBLAS_NUM_THREADS')}"
     torch = sys.modules.get("torch")
     version = f" (torch {torch.__version__})" if torch is not None else ""
-    print(f"threads: torch intra-op {threads}{version}, BLAS/OpenMP {os.environ.get('OPENBLAS_NUM_THREADS')}")
+    print(f"threads: {blas} (no torch)" if threads is None else f"threads: torch intra-op {threads}{version}, {blas}")
     print(f"load average before: {_load()}")
     sys.stdout.flush()
 

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_bootstrap.py [--prompts 500] [--samples 10] [--models 7] [--repeats 3]
+    .venv/bin/python benchmarks/bench_bootstrap.py [--prompts 500] [--samples 10] [--models 7] [--repeats 3] [--quick]
 
 The workload is what `evaluate` bootstraps on one round, on synthetic rewards of the default shape (500 prompts x
 10 samples, 7 reward models and the ground truth, 1000 resamples): per reward model the normalized reward variance
@@ -15,34 +15,28 @@ prompts, and the teacher ranking.
   index matrix (:func:`rmteacher.metrics.bootstrap_mean_ci`, :func:`rmteacher.analysis.normalized_variance_ci`,
   :func:`rmteacher.analysis.rank_teachers`).
 
-Both must give the same numbers (checked to 1e-12 before timing). One numpy/BLAS thread (set below, before numpy is
-imported). Variants alternate, each runs ``--repeats`` times; the median and the spread ((max - min) / median) are
-printed, and the ratio only when both spreads are under ``--max-spread`` (a busy machine otherwise).
+Both must give the same numbers (checked to 1e-12 before timing). One numpy/BLAS thread. Timing as every benchmark
+here (``benchmarks/_timing.py``): variants alternate, each runs ``--repeats`` (>= 3) times; the median and the spread
+((max - min) / median) are printed, and the ratio only when both spreads are under ``--max-spread``.
 """
 
 from __future__ import annotations
 
-import os
+import _timing
 
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_variable] = "1"
+# isort: split
+import argparse
+from typing import Any
 
-import argparse  # noqa: E402  (the thread settings above must come before numpy)
-import itertools  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rmteacher.analysis import (  # noqa: E402
+from rmteacher.analysis import (
     normalized_variance,
     normalized_variance_ci,
     rank_teachers,
     teacher_score,
 )
-from rmteacher.metrics import (  # noqa: E402
+from rmteacher.metrics import (
     ConfidenceInterval,
     accuracy,
     bootstrap_ci,
@@ -129,10 +123,11 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=7, help="reward models besides the ground truth")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (>= 3), alternating")
-    parser.add_argument("--max-spread", type=float, default=0.2, help="withhold the ratio above this spread")
+    parser.add_argument("--max-spread", type=float, default=_timing.MAX_SPREAD, help="withhold ratios above this")
+    parser.add_argument("--quick", action="store_true", help="100 prompts, 3 reward models, 200 resamples")
     args = parser.parse_args()
-    if args.repeats < 3:
-        parser.error(f"--repeats must be >= 3 for a median and a spread; got {args.repeats}")
+    if args.quick:
+        args.prompts, args.models, args.resamples = 100, 3, 200
 
     data = workload(args.prompts, args.samples, args.models)
     reference, fast = loop(data, args.resamples), vectorized(data, args.resamples)
@@ -140,28 +135,23 @@ def main() -> None:
     if difference > 1e-12:
         raise SystemExit(f"the two differ by {difference:.3g} (> 1e-12); not timing different computations")
 
-    variants: dict[str, Callable[[dict[str, Any], int], list[float]]] = {"loop": loop, "vectorized": vectorized}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _, (name, run) in itertools.product(range(args.repeats), variants.items()):
-        start = time.perf_counter()
-        run(data, args.resamples)
-        times[name].append(time.perf_counter() - start)
-
-    print(
-        f"bootstrap: {args.prompts} prompts x {args.samples} samples, {args.models} reward models, "
-        f"{args.resamples} resamples, 1 thread, {args.repeats} alternating runs each; max |difference| {difference:.1e}"
+    _timing.header(
+        "bench_bootstrap: bootstrap intervals and ranking of an evaluate round",
+        threads=None,
+        settings=f"{args.prompts} prompts x {args.samples} samples, {args.models} reward models, "
+        f"{args.resamples} resamples; max |difference| loop vs vectorized {difference:.1e}",
     )
-    spreads = {}
-    for name, values in times.items():
-        median = statistics.median(values)
-        spreads[name] = (max(values) - min(values)) / median
-        runs = ", ".join(f"{v:.3f}" for v in values)
-        print(f"  {name:10s} median {median:7.3f} s  spread {spreads[name]:5.1%}  (runs: {runs})")
-    ratio = statistics.median(times["loop"]) / statistics.median(times["vectorized"])
-    if max(spreads.values()) > args.max_spread:
-        print(f"  ratio withheld: a spread above {args.max_spread:.0%} says the machine is busy; run again quietly")
-    else:
-        print(f"  speed-up (median loop / median vectorized): {ratio:.1f}x")
+    results = _timing.alternate(
+        {"loop": lambda: loop(data, args.resamples) and None,
+         "vectorized": lambda: vectorized(data, args.resamples) and None},
+        repeats=args.repeats,
+        progress=False,
+    )  # fmt: skip
+    measures = {name: r["wall"] for name, r in results.items()}
+    _timing.print_measures(measures)
+    _timing.print_ratio("speed-up (loop / vectorized)", measures["loop"], measures["vectorized"],
+                        max_spread=args.max_spread)  # fmt: skip
+    _timing.footer()
 
 
 if __name__ == "__main__":

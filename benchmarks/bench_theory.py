@@ -208,7 +208,7 @@ def main() -> None:
     sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000]
     count = 100 if args.quick else 1000
     _timing.header(
-        "bench_theory: t_gamma solvers", threads=1, settings=f"|Y| in {sizes}, sweep of {count}, gamma {GAMMA}"
+        "bench_theory: t_gamma solvers", threads=None, settings=f"|Y| in {sizes}, sweep of {count}, gamma {GAMMA}"
     )
     solvers(sizes, args.agreement, args.repeats, args.max_spread)
     sweep(count, args.repeats, args.max_spread)

@@ -10,6 +10,7 @@ The ground truth records what it is given (``ZOO_RECORD``), so the tests see wha
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from rmteacher.cli import main
+from rmteacher.commands.sft import sft_rows
 from rmteacher.models import ModelReward, load_policy, load_reward, load_tokenizer
-from rmteacher.rendering import encode_rendered, render_conversation
+from rmteacher.rendering import encode_rendered, render_conversation, render_prompt
 from rmteacher.sampling import end_token_ids, sample_completions
+from rmteacher.tables import TableError
 from rmteacher.threads import torch_threads
-from rmteacher.training.reward_model import encode_preferences
+from rmteacher.training.reward_model import TrainRMConfig, encode_preferences
 
 pytestmark = pytest.mark.slow
 
@@ -178,3 +181,52 @@ def test_rl_has_no_stop_strings(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exit_info:
         main(["rl", "--out", str(tmp_path / "rl"), "--stop", "\n"])
     assert exit_info.value.code == 2 and "--stop" in capsys.readouterr().err
+
+
+def test_train_rm_input_errors_name_the_argument(
+    zoo, task: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="--prompt-column 'question' names a column of --prompts, and no --prompts"):
+        TrainRMConfig(out=tmp_path / "x", prompt_column="question")
+    base = ["train-rm", "--policy", str(zoo.policies["neox"]), "--prompts", str(task["prompts"]), "--no-progress"]
+
+    # Pairs with their own prompts but no prompt_id cannot refer to --prompts.
+    unlinked = tmp_path / "unlinked.jsonl"
+    unlinked.write_text(json.dumps({"prompt": "say sky", "chosen": "sky.", "rejected": "dog."}) + "\n")
+    assert main([*base, "--out", str(tmp_path / "a"), "--pairs", str(unlinked)]) == 2
+    assert "row 1 (prompt_id 0) does not refer to a prompt of --prompts" in capsys.readouterr().err
+
+    # A reward model's body must come from the checkpoint; only the new head may be missing.
+    broken = tmp_path / "broken"
+    shutil.copytree(zoo.policies["neox"], broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    dropped = next(name for name in weights if name.startswith("gpt_neox.layers.0."))
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(broken / "model.safetensors"))
+    args = [*base, "--out", str(tmp_path / "b"), "--pairs", str(task["pairs"]), "--init", str(broken)]
+    assert main(args) == 2
+    assert f"lacks 1 weight(s) of the model's body, e.g. {dropped!r}" in capsys.readouterr().err
+
+
+def test_sft_rows_are_what_sampling_renders(zoo) -> None:  # type: ignore[no-untyped-def]
+    """sft trains on the prompt text the policy is later sampled from: plain text without a chat template,
+    the conversation (system prompt included) for TRL to template with one."""
+    plain, chat = (load_tokenizer(str(zoo.policies[n]), kind="policy") for n in ("neox", "qwen2"))
+    conversation = [{"role": "user", "content": "say sky"}]
+    frame = pd.DataFrame({"q": [conversation, "say dog"], "a": ["sky.", "dog."]})
+    rows = sft_rows(frame, plain, prompt_column="q", completion_column="a", system_prompt=SYSTEM)
+    assert rows == [
+        {"prompt": f"{SYSTEM}\n\nsay sky", "completion": "sky."},
+        {"prompt": f"{SYSTEM}\n\nsay dog", "completion": "dog."},
+    ]
+    assert rows[0]["prompt"] == render_prompt(plain, conversation, system_prompt=SYSTEM)
+    rows = sft_rows(frame, chat, prompt_column="q", completion_column="a", system_prompt=SYSTEM)
+    assert rows[0] == {
+        "prompt": [{"role": "system", "content": SYSTEM}, *conversation],
+        "completion": [{"role": "assistant", "content": "sky."}],
+    }
+    rendered = chat.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    assert rendered == render_prompt(chat, conversation, system_prompt=SYSTEM)
+
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, *conversation]
+    with pytest.raises(TableError, match=r"--data row 1, column 'q': tokenizer .* has no chat template"):
+        sft_rows(pd.DataFrame({"q": [turns], "a": ["sky."]}), plain, prompt_column="q", completion_column="a")

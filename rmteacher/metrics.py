@@ -311,11 +311,12 @@ def fit_normalization(
     if method not in ("global", "per_prompt_std"):
         raise ValueError(f"method must be 'global' or 'per_prompt_std'; got {method!r}")
     r = as_reward_matrix(rewards, min_samples=2 if method == "per_prompt_std" else 1)
-    mean = float(r.mean())
-    if method == "global":
-        variance = float(r.var(ddof=1)) if r.size > 1 else 0.0
-    else:
-        variance = float(reward_variance(r, unbiased=True).mean())
+    with np.errstate(over="ignore"):  # rewards near the float limit: the std is inf, which every caller refuses
+        mean = float(r.mean())
+        if method == "global":
+            variance = float(r.var(ddof=1)) if r.size > 1 else 0.0
+        else:
+            variance = float(reward_variance(r, unbiased=True).mean())
     return NormalizationStats(
         mean=mean,
         std=math.sqrt(variance + eps),

@@ -187,15 +187,18 @@ def open_run(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RunDirError(f"--out {out}: cannot be created ({error.strerror})") from None
+    lock_was_there = (out / LOCK).exists()
     with _locked(out):
         try:
             run = _claim(
                 out, command, identity, resume=resume, overwrite=overwrite, outputs=tuple(outputs),
                 volatile=tuple(volatile), rerun_continues=rerun_continues, resume_may_change=resume_may_change,
             )  # fmt: skip
-        except BaseException:
+        except BaseException:  # refused: leave --out as it was, without the lock file this call made
             if created and _entries(out) == [LOCK]:
                 shutil.rmtree(out, ignore_errors=True)
+            elif not lock_was_there:
+                (out / LOCK).unlink(missing_ok=True)
             raise
         for note in run.notes:
             warnings.warn(note, stacklevel=3)

@@ -3,6 +3,7 @@ resume, sharding over two processes, and every bad-input path."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,47 @@ def test_shared_prefix_scoring_gives_the_same_numbers(tiny: dict[str, Path]) -> 
     separate = reward.score(prompts, completions)
     np.testing.assert_allclose(shared, separate, rtol=1e-5, atol=1e-6)
     assert np.isfinite(shared).all()
+
+
+def test_a_reward_model_retrained_in_place_is_scored_again(
+    tiny: dict[str, Path], run_dir: Path, tmp_path: Path
+) -> None:
+    """The score cache is keyed by the model's content, not its path (issue 12: a stale 0.436 for a fresh 0.153)."""
+    model = tmp_path / "rm"
+    shutil.copytree(tiny["rm_same"], model)
+    out = tmp_path / "run"
+    assert main(evaluate_args(tiny, out, "--reward-model", f"mine={model}")) == 0
+    before = json.loads((out / "metrics.json").read_text())["reward_models"]
+    shutil.rmtree(model)
+    shutil.copytree(tiny["rm_plain"], model)  # "retrained" at the same path
+    assert main(evaluate_args(tiny, out, "--reward-model", f"mine={model}", "--resume")) == 0
+    after = json.loads((out / "metrics.json").read_text())["reward_models"]
+    assert before["mine"]["reward_variance"] == before["same"]["reward_variance"]
+    assert after["mine"]["reward_variance"] == after["plain"]["reward_variance"]
+    assert after["mine"]["reward_variance"] != before["mine"]["reward_variance"]
+
+
+def test_every_pair_of_a_prompt_counts(tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pairs per prompt are both used (issue 12: 80 rows given, 20 used). A reward preferring the longer response
+    is right on one (sorted vs. one letter short) and wrong on the other (sorted vs. one letter too many) of each
+    prompt's pairs: off-policy accuracy 0.5 over 16 pairs, where either pair alone would give 0 or 1."""
+    (tmp_path / "length_reward.py").write_text(
+        "def longer(prompts, completions, **kwargs):\n    return [float(len(c)) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prompts = pd.read_json(tiny["prompts"], lines=True)
+    target = ["".join(sorted(p.removeprefix("sort: "))) for p in prompts["prompt"]]
+    pairs = pd.DataFrame(
+        {
+            "prompt_id": [*prompts["prompt_id"]] * 2,
+            "chosen": target * 2,
+            "rejected": [t[:-1] for t in target] + [t + t[-1] for t in target],
+        }
+    )
+    pairs.to_json(tmp_path / "pairs.jsonl", orient="records", lines=True)
+    args = evaluate_args(tiny, tmp_path / "run", "--reward-model", "longer=length_reward:longer")
+    args[args.index("--pairs") + 1] = str(tmp_path / "pairs.jsonl")
+    assert main(args) == 0
+    longer = json.loads((tmp_path / "run" / "metrics.json").read_text())["reward_models"]["longer"]
+    assert longer["off_policy_pairs"] == 16
+    assert longer["off_policy_accuracy"]["estimate"] == 0.5

@@ -9,6 +9,7 @@ from the same blocks (:mod:`rmteacher.report.render`). Run: ``rmteacher report R
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rmteacher.analysis import CORRELATION_ROWS, correlation_table
+from rmteacher.metrics import ConfidenceInterval
 from rmteacher.report.render import (
     Block,
     blocks_to_html,
@@ -24,6 +26,15 @@ from rmteacher.report.render import (
     pyplot,
     read_json,
     read_seed_curves,
+)
+from rmteacher.significance import (
+    Finding,
+    correlation_with_uncertainty,
+    finding_accuracy_not_better,
+    finding_low_variance_vs_best_trained,
+    finding_low_variance_vs_ground_truth,
+    finding_on_policy_variance_gap,
+    finding_variance_predicts_increase,
 )
 from rmteacher.tables import LOW_VARIANCE, TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
 
@@ -41,11 +52,13 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
     models = metrics["reward_models"]
     names = [n for n in models if n not in (TRUTH, LOW_VARIANCE)] + [LOW_VARIANCE, TRUTH]
     curves: dict[str, dict[str, Any]] = {}
+    stacked_by_name: dict[str, dict[str, np.ndarray]] = {}
     for name in names:
         seeds = sorted((run_dir / "rl" / name).glob("seed*/metrics.jsonl"))
         if not seeds:
             raise ValueError(f"{run_dir}: no RL runs for {name!r} under rl/{name}/")
         steps, stacked = read_seed_curves(seeds, ("proxy_increase", "ground_truth_increase", "kl"))
+        stacked_by_name[name] = stacked
         curves[name] = {
             "steps": steps,
             "seeds": len(seeds),
@@ -70,6 +83,15 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
             }
         )
     table = pd.DataFrame(rows)
+    # Every seed's increase at the step of Table 2: what the tests of the findings resample.
+    per_seed = {
+        name: {
+            f"increase_{key.removesuffix('_increase')}": stacked[key][:, table_eval].tolist()
+            for key in ("proxy_increase", "ground_truth_increase")
+        }
+        for name, stacked in stacked_by_name.items()
+    }
+    tested = findings(table, per_seed, models, steps[table_eval])
     # The paper correlates over its six proxy reward models; the ground-truth run is left out (Section 4.1).
     proxies = table[table["reward_model"] != TRUTH]
     column = {k: proxies[k].to_numpy(dtype=float) for k in proxies.columns if k != "reward_model"}
@@ -87,42 +109,74 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
         "num_prompts": metrics["num_prompts"],
         "samples_per_prompt": metrics["samples_per_prompt"],
         "variance_estimator": metrics["variance_estimator"],
-        "findings": findings(table, correlations, steps[table_eval]),
+        "per_seed": per_seed,
+        "correlation_tests": correlation_cells(table, per_seed),
+        "tests": [f.to_dict() for f in tested],
+        "findings": [f.sentence for f in tested],
     }
 
 
-def findings(table: pd.DataFrame, correlations: dict[str, Any], step: int) -> list[str]:
-    """A few sentences that quote the measured numbers, whichever way they came out."""
-    var = correlations["reward_variance"]
-    on = correlations["on_policy_accuracy"]
-    n = var["increase_proxy"].n
-    lines = [
-        f"Over the {n} proxy reward models (ground truth excluded, as the paper), reward variance under the initial "
-        f"policy correlates with the increase of the reward used for training after {step} steps with Pearson "
-        f"{var['increase_proxy'].pearson:.3f} and Spearman {var['increase_proxy'].spearman:.3f}, and with the "
-        f"ground-truth increase with Pearson {var['increase_ground_truth'].pearson:.3f} and Spearman "
-        f"{var['increase_ground_truth'].spearman:.3f} (the paper, Table 2: 0.982 / 1.000 and 0.834 / 0.714).",
-        f"On-policy accuracy correlates with the proxy increase with Pearson {on['increase_proxy'].pearson:.3f} and "
-        f"Spearman {on['increase_proxy'].spearman:.3f}, and with the ground-truth increase with Pearson "
-        f"{on['increase_ground_truth'].pearson:.3f} and Spearman {on['increase_ground_truth'].spearman:.3f}.",
-    ]
-    low = table.set_index("reward_model")
-    if LOW_VARIANCE in low.index:
-        trained = low.drop(index=[LOW_VARIANCE, TRUTH], errors="ignore")
-        scaled = {
-            k: float(low.at[LOW_VARIANCE, k])  # type: ignore[arg-type]
-            for k in ("reward_variance", "on_policy_accuracy", "increase_ground_truth")
-        }
-        variance, acc, gt = scaled["reward_variance"], scaled["on_policy_accuracy"], scaled["increase_ground_truth"]
-        faster = trained[trained["increase_ground_truth"] > gt]
-        others = ", ".join(f"{n} {float(v):+.3f}" for n, v in trained["increase_ground_truth"].items())
-        lines.append(
-            f"The perfectly accurate, low-variance reward model (variance {variance:.3f}, on-policy accuracy "
-            f"{acc:.3f}) raised the ground truth by {gt:+.3f} after {step} steps; {len(faster)} of the "
-            f"{len(trained)} less accurate reward models raised it more ({others})."
-            + (" This is the paper's finding." if len(faster) > 0 else " Here the paper's finding is not reproduced.")
-        )
-    return lines
+def findings(
+    table: pd.DataFrame, per_seed: dict[str, dict[str, list[float]]], evaluation: dict[str, Any], step: int
+) -> list[Finding]:
+    """The paper's Section 4.1 claims, each tested on this study (:mod:`rmteacher.significance`); a claim whose
+    models the study lacks (e.g. no ``rm_100``/``rm_0`` with ``--reward-model``) is left out.
+
+    Args:
+        table: one row per reward model (Table 1 analogue), the ground truth last.
+        per_seed: ``per_seed[model][increase]``: ``[num_seeds]`` increases after ``step`` steps.
+        evaluation: ``evaluate/metrics.json``'s ``reward_models`` (the variance CIs over prompts).
+        step: the RL step of Table 2.
+    """
+    under_initial: list[Finding] = []  # measured under the initial policy, before any RL step
+    if {"rm_100", "rm_0"} <= set(evaluation):
+
+        def interval(name: str) -> ConfidenceInterval:
+            entry = evaluation[name]["reward_variance"]
+            return ConfidenceInterval(entry["estimate"], entry["low"], entry["high"], entry.get("confidence", 0.95))
+
+        under_initial.append(finding_on_policy_variance_gap(interval("rm_100"), interval("rm_0")))
+    out: list[Finding] = []
+    gt = {name: np.asarray(v["increase_ground_truth"]) for name, v in per_seed.items()}
+    trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
+    if LOW_VARIANCE in gt and TRUTH in gt:
+        out.append(finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH]))
+    if LOW_VARIANCE in gt and trained:
+        out.append(finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained))
+    proxies = table[table["reward_model"] != TRUTH]
+    names = list(proxies["reward_model"])
+    if len(names) >= 3:
+        variance = proxies["reward_variance"].to_numpy(dtype=float)
+        accuracy = proxies["on_policy_accuracy"].to_numpy(dtype=float)
+        for key, label in (("increase_proxy", "proxy increase"), ("increase_ground_truth", "ground-truth increase")):
+            increase = np.array([per_seed[n][key] for n in names])  # [models, seeds]
+            out.append(finding_variance_predicts_increase(variance, increase, increase_name=label))
+            out.append(finding_accuracy_not_better(variance, accuracy, increase, increase_name=label))
+    after = [replace(f, sentence=f"After {step} RL steps, {f.sentence[0].lower()}{f.sentence[1:]}") for f in out]
+    return under_initial + after
+
+
+def correlation_cells(
+    table: pd.DataFrame, per_seed: dict[str, dict[str, list[float]]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Table 2 with uncertainty: per property row and (increase, method) column, the correlation over the proxies,
+    its two-level bootstrap CI and its permutation p-values (:func:`correlation_with_uncertainty`)."""
+    proxies = table[table["reward_model"] != TRUTH]
+    names = list(proxies["reward_model"])
+    columns = {k: np.nan_to_num(proxies[k].to_numpy(dtype=float)) for k in CORRELATION_ROWS[:3]}
+    # The paper's two combined rows, as rmteacher.analysis.correlation_table defines them (simple averages).
+    columns["on_and_off_policy_accuracy"] = (columns["on_policy_accuracy"] + columns["off_policy_accuracy"]) / 2
+    columns["reward_variance_and_accuracy"] = (columns["reward_variance"] + columns["on_and_off_policy_accuracy"]) / 2
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in CORRELATION_ROWS:
+        x = columns[row]
+        cells[row] = {}
+        for key in ("increase_proxy", "increase_ground_truth"):
+            y = np.array([per_seed[n][key] for n in names])
+            for method in ("pearson", "spearman"):
+                test = correlation_with_uncertainty(x, y, method=method)
+                cells[row][f"{key}/{method}"] = test.to_dict()
+    return cells
 
 
 # ----------------------------------------------------------------------------------------------------- output
@@ -190,12 +244,20 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
             *(f"{r.increase_ground_truth:+.3f} ± {r.increase_ground_truth_std:.3f}" for r in table.itertuples()),
         ],
     ]
-    corr = analysis["correlations"]
+    tests = analysis["correlation_tests"]
+
+    def cell(row: str, key: str) -> str:
+        test = tests[row][key]
+        if not np.isfinite(test["estimate"]):
+            return format_number(None)
+        interval = "" if not np.isfinite(test["low"]) else f" [{test['low']:.2f}, {test['high']:.2f}]"
+        return f"{test['estimate']:.3f}{interval} p={test['p_positive']:.3g}"
+
     table2 = [["", "Proxy Pearson", "Proxy Spearman", "GT Pearson", "GT Spearman"]] + [
         [
             row,
             *(
-                format_number(corr[row][inc][kind])
+                cell(row, f"{inc}/{kind}")
                 for inc in ("increase_proxy", "increase_ground_truth")
                 for kind in ("pearson", "spearman")
             ),
@@ -212,6 +274,12 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
             + ".",
         ),
         ("h2", "Findings"),
+        (
+            "p",
+            'Each of the paper\'s Section 4.1 claims, tested on this study: "reproduces" only when its test passes '
+            'at 0.05 in the paper\'s direction, "does not reproduce" when it passes in the opposite one, '
+            '"inconclusive at this budget" otherwise. Tests over RL seeds are one-sided Welch t-tests.',
+        ),
         *[("p", line) for line in analysis["findings"]],
         ("h2", "Table 1 analogue: reward models under the initial policy"),
         (
@@ -225,8 +293,10 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
         ("h2", f"Table 2 analogue: correlation with the reward increase after {analysis['table_step']} steps"),
         (
             "p",
-            f"Over the {len(table) - 1} proxy reward models (ground truth excluded). The same numbers come from "
-            "`rmteacher correlate table2_input.csv`.",
+            f"Over the {len(table) - 1} proxy reward models (ground truth excluded), the increase averaged over "
+            f"{seeds} seed(s). [95% two-level bootstrap interval: reward models, then each model's seeds] and the "
+            "one-sided permutation p-value over reward models for a positive association (exact over all orderings). "
+            "The estimates come from `rmteacher correlate table2_input.csv` too.",
         ),
         ("table", table2),
         ("h2", "Figures"),

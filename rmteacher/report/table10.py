@@ -109,7 +109,11 @@ def spearman_text(summary: dict[str, Any], row: str, increase: str) -> str:
 
 
 def findings(table: pd.DataFrame, summaries: dict[str, dict[str, Any]], paper: dict[str, dict[str, Any]]) -> list[str]:
-    """Sentences quoting the measured numbers, whichever way they came out, and the paper's for comparison."""
+    """Sentences quoting the measured numbers, whichever way they came out, and the paper's for comparison.
+
+    Whether the best reward model differs between policies is not judged here but by its test over seeds
+    (:func:`rmteacher.significance.finding_policy_dependent_best`), whose sentence the report adds.
+    """
     lines = []
     for policy, summary in summaries.items():
         rows = table[table["policy"] == policy].set_index("reward_model")
@@ -145,29 +149,6 @@ def findings(table: pd.DataFrame, summaries: dict[str, dict[str, Any]], paper: d
             f"{spearman['reward_variance', 'increase_ground_truth']} and with the proxy increase "
             f"{spearman['reward_variance', 'increase_proxy']}; of on-policy accuracy with the ground-truth increase "
             f"{spearman['on_policy_accuracy', 'increase_ground_truth']}."
-        )
-    bests = {policy: s["best_ground_truth"] for policy, s in summaries.items()}
-    clear = {p: bests[p] for p, s in summaries.items() if s["clear_best_ground_truth"]}
-    named = ", ".join(f"{p}: {rm}" for p, rm in bests.items())
-    if len(set(clear.values())) > 1:
-        lines.append(
-            f"Different reward models were best for different policies ({named}), clearly beyond seed noise for "
-            f"{', '.join(clear)}: the paper's Section 4.2 finding (Theorem 3) is reproduced on the sandbox."
-        )
-    elif len(set(bests.values())) > 1:
-        noise = (
-            "with one seed per pair the seed-to-seed spread is not measured (use --seeds 2 or more)"
-            if all(s["clear_best_ground_truth"] is None for s in summaries.values())
-            else "but the winners that differ are within the seed-to-seed spread"
-        )
-        lines.append(
-            f"Different reward models came out best for different policies ({named}), {noise}: the paper's Section "
-            "4.2 finding is suggested, not established, by this run."
-        )
-    else:
-        lines.append(
-            f"The same reward model, {next(iter(bests.values()))}, was best for every policy: the paper's Section 4.2 "
-            "finding (different reward models are best for different policies) is not reproduced here."
         )
     follows = [p for p, s in summaries.items() if s["best_ground_truth"] == s["highest_variance"]]
     proxy_follows = [p for p, s in summaries.items() if s["best_proxy"] == s["highest_variance"]]

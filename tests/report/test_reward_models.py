@@ -83,8 +83,25 @@ def test_tables_by_hand(tmp_path: Path) -> None:
         assert variance[increase]["pearson"] == pytest.approx(1.0)
         assert variance[increase]["spearman"] == pytest.approx(1.0)
     assert analysis["curves"]["rm_b"]["kl"]["mean"] == pytest.approx([0.0, 0.05, 0.1])
-    assert "3 of the 3 less accurate reward models raised it more" in analysis["findings"][2]
-    assert analysis["findings"][2].endswith("This is the paper's finding.")
+    # Every seed's increase at step 5 is kept for the tests; seed k of rm_b: ground truth 0.3 / 2 + 0.04 k.
+    assert analysis["per_seed"]["rm_b"]["increase_ground_truth"] == pytest.approx([0.15, 0.19])
+    # The findings are the tests' sentences: no rm_100/rm_0 here, so no on-policy variance gap; the low-variance
+    # model (ground truth 0.005 + 0.04 k) against the ground truth (0.2 + 0.04 k): each seed std 0.04 / sqrt(2), so
+    # Welch t = -0.195 / 0.0283 = -6.89 with 2 df, one-sided p = 0.0102.
+    tests = {t["claim"]: t for t in analysis["tests"]}
+    assert len(tests) == 6 and not any("on-policy reward model induced" in c for c in tests)
+    low = tests[
+        "the perfectly accurate low-variance reward model raised the ground truth less than the ground truth itself"
+    ]
+    assert low["p_value"] == pytest.approx(0.0102, abs=1e-4)
+    assert low["verdict"] == "reproduces"
+    assert analysis["findings"][0].startswith("After 5 RL steps, the perfectly accurate low-variance")
+    assert analysis["findings"][0].endswith(": reproduces.")
+    # Table 2 with uncertainty: the ground-truth increase grows with the variance over the 4 proxies, so the exact
+    # permutation p-value of Spearman 1 is 1 / 4! = 1/24.
+    cell = analysis["correlation_tests"]["reward_variance"]["increase_ground_truth/spearman"]
+    assert cell["estimate"] == pytest.approx(1.0)
+    assert cell["p_positive"] == pytest.approx(1 / 24)
 
 
 def test_what_the_run_directory_must_hold(tmp_path: Path) -> None:

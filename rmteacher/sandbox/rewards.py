@@ -31,6 +31,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from rmteacher.sandbox.task import completion_text, prompt_letters, score, target
@@ -86,13 +87,13 @@ def length_biased(prompts: Prompts, completions: Completions, **kwargs: Any) -> 
 def letters_term(letters: str, completion: str) -> float:
     """The ground truth's ``letters`` term in [0, 1]: right letters, each used once, over max(|y|, |t|)."""
     t, y = target(letters), completion.strip()
-    return sum((Counter(y) & Counter(t)).values()) / max(len(y), len(t))
+    return float(Fraction(sum((Counter(y) & Counter(t)).values()), max(len(y), len(t))))  # exact, as task.score
 
 
 def order_term(letters: str, completion: str) -> float:
     """The ground truth's ``order`` term in [0, 1]: share of adjacent pairs in order among the prompt's letters."""
     kept = [c for c in completion.strip() if c in letters]
-    return sum(a <= b for a, b in itertools.pairwise(kept)) / (len(kept) - 1) if len(kept) > 1 else 0.0
+    return float(Fraction(sum(a <= b for a, b in itertools.pairwise(kept)), len(kept) - 1)) if len(kept) > 1 else 0.0
 
 
 #: Std of :func:`prompt_offset`, in the units of the rewards it is added to (all in [0, 1]).

@@ -14,7 +14,10 @@ The reward of a completion ``y`` (surrounding whitespace stripped) for the sorte
     order   = fraction of adjacent pairs in s that are in order, where s is y with letters not in t removed
               (0 when s has fewer than 2 letters)
 
-Each term is in [0, 1], so r = 1 exactly when y == t and r = -1 for an empty or letter-free answer. For target
+Each term is in [0, 1], so r = 1 exactly when y == t and r = -1 for an empty or letter-free answer. The sum is
+computed exactly, in rationals, and rounded to a float once, so answers that are equally good tie exactly (float
+arithmetic gave 0.0833...326 and 0.0833...348 for two such answers, and ties are what on-policy accuracy and
+train-rm's tie handling look for). For target
 ``"abcd"``: ``"abc"`` -> 0.625, ``"abdc"`` -> 1/3, ``"dbca"`` (the input copied) -> 1/6, ``"dcba"`` -> -0.5.
 """
 
@@ -24,6 +27,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 __all__ = [
@@ -114,12 +118,12 @@ def score(letters: str, completion: str) -> float:
     t = target(letters)
     y = completion.strip()
     longest = max(len(y), len(t))
-    edit = 1.0 - levenshtein(y, t) / longest
-    letters_term = sum((Counter(y) & Counter(t)).values()) / longest
+    edit = 1 - Fraction(levenshtein(y, t), longest)
+    letters_term = Fraction(sum((Counter(y) & Counter(t)).values()), longest)
     kept = [c for c in y if c in t]
     pairs = len(kept) - 1
-    order = sum(a <= b for a, b in itertools.pairwise(kept)) / pairs if pairs > 0 else 0.0
-    return edit + (letters_term + order) / 2.0 - 1.0
+    order = Fraction(sum(a <= b for a, b in itertools.pairwise(kept)), pairs) if pairs > 0 else Fraction(0)
+    return float(edit + (letters_term + order) / 2 - 1)
 
 
 def ground_truth(

@@ -2,6 +2,7 @@
 
 import random
 import string
+from fractions import Fraction
 
 import pytest
 
@@ -82,3 +83,12 @@ def test_bad_prompts_are_named(prompt: object, match: str) -> None:
 def test_ground_truth_length_mismatch() -> None:
     with pytest.raises(ValueError, match="same length; got 2 and 1"):
         ground_truth(["sort: ab", "sort: cd"], ["ab"])
+
+
+def test_equally_good_answers_tie_exactly() -> None:
+    # Equal rationals, summed in different orders of float terms: float arithmetic gave -0.05000000000000004 and
+    # -0.04999999999999993 for the first pair; the exact sum rounds both to one float.
+    assert score("lcdjn", "jdn") == score("lcdjn", "jlndc") == -0.05
+    assert score("vxozck", "czo") == score("vxozck", "xzkv") == float(Fraction(-1, 6))
+    # "jdn" for target "cdjln": edit 1 - 3/5 (3 edits), letters 3/5, order 1/2 (j > d, d < n).
+    assert score("lcdjn", "jdn") == float(1 - Fraction(3, 5) + (Fraction(3, 5) + Fraction(1, 2)) / 2 - 1)

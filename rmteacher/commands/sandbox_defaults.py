@@ -13,13 +13,14 @@ from typing import Any
 __all__ = ["sandbox_if_nothing_given"]
 
 
-def sandbox_if_nothing_given(command: str, inputs: Mapping[str, Any], *, progress: bool) -> Any:
-    """The built sandbox task (``rmteacher.sandbox.SandboxTask``) when every value of ``inputs`` (flag -> value) is
-    empty, else None."""
+def sandbox_if_nothing_given(command: str, inputs: Mapping[str, Any], *, progress: bool, seed: int = 0) -> Any:
+    """The built sandbox task (``rmteacher.sandbox.SandboxTask``, build ``seed``) when every value of ``inputs``
+    (flag -> value) is empty, else None."""
     if any(value not in (None, [], (), "") for value in inputs.values()):
         return None
     from rmteacher import sandbox
 
     flags = ", ".join(inputs)
-    print(f"rmteacher {command}: none of {flags} given; using the built-in sandbox task", file=sys.stderr)
-    return sandbox.build(progress=progress)
+    build = "" if seed == 0 else f" (build --sandbox-seed {seed})"
+    print(f"rmteacher {command}: none of {flags} given; using the built-in sandbox task{build}", file=sys.stderr)
+    return sandbox.build(seed=seed, progress=progress)

@@ -65,10 +65,15 @@ def resolve_inputs(config: StudyConfig) -> StudyInputs:
             f"{_flags(given)} given without {_flags(missing)}: give all of {_flags(required)}, or none of "
             f"{_flags(INPUTS)} to use the built-in sandbox task"
         )
+    if given and config.sandbox_seed != 0 and config.design != "policies":
+        raise ValueError(
+            f"--sandbox-seed {config.sandbox_seed} chooses a build of the built-in sandbox, which is not used when "
+            f"{_flags(given)} are given; leave it out"
+        )
     from rmteacher import sandbox  # the sandbox's files are built on first use (cached; about 35 s)
 
     flags = {_flags([name]): getattr(config, name) for name in INPUTS}
-    task = sandbox_if_nothing_given("study", flags, progress=config.progress)
+    task = sandbox_if_nothing_given("study", flags, progress=config.progress, seed=config.sandbox_seed)
     if task is not None:
         return StudyInputs(
             prompts=task.train_prompts,
@@ -80,7 +85,7 @@ def resolve_inputs(config: StudyConfig) -> StudyInputs:
         )
     if config.design == "policies":
         print("rmteacher study: --design policies makes its policies on the built-in sandbox task", file=sys.stderr)
-        task = sandbox.build(progress=config.progress)
+        task = sandbox.build(seed=config.sandbox_seed, progress=config.progress)
     # Given by REQUIRED, whichever the design.
     assert config.prompts is not None and config.eval_prompts is not None and config.ground_truth is not None
     return StudyInputs(

@@ -194,6 +194,7 @@ def study_policies(
                         num_prompts=sizes.eval_num_prompts,
                         samples_per_prompt=sizes.eval_samples,
                         max_new_tokens=config.max_new_tokens,
+                        cpu_threads=config.cpu_threads,
                         trust_remote_code=config.trust_remote_code,
                         progress=False,
                     )

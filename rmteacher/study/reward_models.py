@@ -101,6 +101,7 @@ def study_reward_models(
                         ground_truth=data["ground_truth"],
                         max_steps=sizes.rm_max_steps,
                         max_new_tokens=config.max_new_tokens,
+                        cpu_threads=config.cpu_threads,
                         trust_remote_code=config.trust_remote_code,
                         progress=False,
                     )
@@ -131,6 +132,7 @@ def study_reward_models(
                 samples_per_prompt=sizes.eval_samples,
                 max_new_tokens=config.max_new_tokens,
                 scale_reward=[TRUTH],
+                cpu_threads=config.cpu_threads,
                 trust_remote_code=config.trust_remote_code,
                 progress=config.progress,
             )

@@ -60,7 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     for seed in seeds:
         out = args.out / f"build{seed}"
-        command = ["rmteacher", "study", "--sandbox-seed", str(seed), "--out", str(out), "--resume", *args.study_args]
+        command = [
+            sys.executable,
+            "-m",
+            "rmteacher.cli",
+            "study",
+            "--sandbox-seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--resume",
+            *args.study_args,
+        ]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         subprocess.run(command, check=True)
     table = summary(args.out, seeds)

@@ -279,11 +279,14 @@ def _state(manifest: Mapping[str, Any]) -> str:
 
 
 def _close_failed(out: Path, run: RunDir, *, created: bool, error: BaseException) -> None:
-    """After an error: a new run that wrote nothing but the protocol's files leaves ``out`` as it found it."""
+    """After an error: a new run that wrote nothing but the protocol's files (and empty directories) leaves ``out`` as
+    it found it; any other is marked failed in its manifest."""
     if not out.is_dir():
         return
     leftovers = [name for name in _entries(out) if name not in _PROTOCOL_FILES]
-    if not run.resumed and not leftovers:
+    if not run.resumed and not any(_holds_files(out / name) for name in leftovers):
+        for name in leftovers:  # empty directories the run made (e.g. the trainer's output directory)
+            shutil.rmtree(out / name)
         for name in _PROTOCOL_FILES:
             (out / name).unlink(missing_ok=True)
         if created:
@@ -292,6 +295,13 @@ def _close_failed(out: Path, run: RunDir, *, created: bool, error: BaseException
         return
     reason = f"{type(error).__name__}: {error}".strip()[:500]
     _write_manifest(out, run.command, run.identity, "failed", error=reason)
+
+
+def _holds_files(path: Path) -> bool:
+    """``path`` is a file (or link), or a directory with a file somewhere below it."""
+    if path.is_symlink() or not path.is_dir():
+        return True
+    return any(not p.is_dir() or p.is_symlink() for p in path.rglob("*"))
 
 
 def complete_checkpoints(directory: Path) -> tuple[list[Path], list[Path]]:

@@ -88,9 +88,11 @@ def test_second_run_on_the_same_out_fails_at_once(tmp_path: Path) -> None:
 
 
 def _fail(out: Path, error: Exception, written: str | None = None) -> None:
-    """A run that writes ``written`` (if any) and then fails with ``error``."""
+    """A run that writes ``written`` (if any; ending in / an empty directory) and then fails with ``error``."""
     with _open(out):
-        if written:
+        if written and written.endswith("/"):
+            (out / written).mkdir(parents=True)
+        elif written:
             (out / written).write_text("{}")
         raise error
 
@@ -103,8 +105,8 @@ def test_failed_start_leaves_out_as_found(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(RuntimeError, match="boom"):
-        _fail(empty, RuntimeError("boom"))
-    assert list(empty.iterdir()) == []
+        _fail(empty, RuntimeError("boom"), "checkpoints/")
+    assert list(empty.iterdir()) == [], "nor the empty directories the run made (e.g. a trainer's output directory)"
     with _open(out):  # the corrected rerun needs no flag
         pass
 

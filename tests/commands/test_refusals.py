@@ -135,3 +135,13 @@ def test_files_are_written_with_the_users_umask(tmp_path: Path, cli: Run) -> Non
     written = [p for p in (tmp_path / "run").iterdir() if p.is_file()]
     assert {p.name for p in written} >= {MANIFEST, "config.json", "constructions.png", "summary.md"}
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
+
+
+def test_a_run_that_fails_at_start_leaves_out_as_found(sandbox_task: SandboxTask, tmp_path: Path, cli: Run) -> None:
+    """sft fails inside the trainer (no row fits --max-length 2) after TRL made its empty output directory: --out is
+    removed again, so the corrected rerun needs no flag."""
+    out = tmp_path / "run"
+    code, _, err = cli(["sft", "--out", str(out), "--max-length", "2", "--max-steps", "2", "--no-progress"])
+    assert code == 2
+    one_line_error(err, "sft")
+    assert not out.exists()

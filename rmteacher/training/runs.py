@@ -117,7 +117,9 @@ def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
 
     Lines are written as they are logged, so a killed run keeps its log; a resumed run appends a
     ``{"event": "resume", ...}`` line and goes on appending. Steps after the checkpoint it resumed from then appear
-    twice: for curves, keep the last line of each step.
+    twice: for curves, keep the last line of each step. The trainer's closing line (``train_runtime``,
+    ``train_loss``, ...; it carries the last step's number) is marked ``{"event": "summary"}``, so it is not taken
+    for that step's log.
     """
     from transformers import TrainerCallback
 
@@ -133,7 +135,8 @@ def metrics_logger(path: Path, *, resumed_from: str | None = None) -> Any:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
             if logs and state.is_world_process_zero:
-                append({"step": state.global_step, "time": round(time.time(), 3), **logs})
+                summary = {"event": "summary"} if "train_runtime" in logs else {}
+                append({**summary, "step": state.global_step, "time": round(time.time(), 3), **logs})
 
     return _MetricsLogger()
 

@@ -1,11 +1,13 @@
 """What the training commands share (rmteacher.training.runs): the divergence guard, on hand-made models and logs."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from rmteacher.training.runs import divergence_guard, first_non_finite
+from rmteacher.rundir import read_jsonl
+from rmteacher.training.runs import divergence_guard, first_non_finite, metrics_logger
 
 
 def test_first_non_finite_names_the_first_bad_parameter() -> None:
@@ -30,3 +32,20 @@ def test_the_guard_stops_on_non_finite_weights_or_logs_naming_the_step() -> None
     for key in ("loss", "grad_norm", "train_loss"):
         with pytest.raises(FloatingPointError, match=rf"diverged at step 7 \({key} = inf\)"):
             guard.on_log(None, state, None, logs={key: float("inf")})
+
+
+def test_the_metrics_log_marks_resumes_and_the_trainers_closing_summary(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    logger = metrics_logger(path, resumed_from=str(tmp_path / "checkpoint-2"))
+    state = SimpleNamespace(global_step=2, is_world_process_zero=True)
+    logger.on_train_begin(None, state, None)
+    state.global_step = 4
+    logger.on_log(None, state, None, logs={"loss": 0.5})
+    logger.on_log(None, state, None, logs={"train_runtime": 1.0, "train_loss": 0.6})
+    path.write_text(path.read_text() + '{"step": 5, "lo')  # a kill while appending
+    records = [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(path)]
+    assert records == [
+        {"event": "resume", "checkpoint": "checkpoint-2", "step": 2},
+        {"step": 4, "loss": 0.5},
+        {"event": "summary", "step": 4, "train_runtime": 1.0, "train_loss": 0.6},
+    ]

@@ -120,6 +120,12 @@ class EvaluateConfig:
     scale_fraction: float = option(0.5, help="share of prompts --scale-reward scales (the paper: 0.5)")
     scale_factor: float = option(1e-3, help="factor --scale-reward applies (the paper: 0.001)")
     scale_seed: int = option(8122, help="seed choosing the scaled prompts among all of --prompts (the paper: 8122)")
+    low_variance_construction: Literal["rmteacher", "authors_code"] = option(
+        "rmteacher",
+        help="how --scale-reward builds NAME_scaled: rmteacher (normalize, then scale; its variance ratio to the "
+        "ground truth is the closer to the paper's Table 1) or authors_code (as the authors' code: statistics fitted "
+        "after scaling the raw rewards, then the normalized reward scaled again)",
+    )
     budget: Literal["fixed", "auto"] = option(
         "fixed",
         help="fixed: evaluate --num-prompts prompts; auto: add rounds of --round-prompts until adjacent models of "
@@ -366,7 +372,7 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
         matrices = {name: flat.reshape(len(prompt_ids), k) for name, flat in scores.items()}
         columns = training_rewards(
             matrices, prompt_ids, scaled_ids=scaled_ids, scale_reward=config.scale_reward,
-            scale_factor=config.scale_factor,
+            scale_factor=config.scale_factor, construction=config.low_variance_construction,
         )  # fmt: skip
         paired = PairScores(pairs["prompt_id"].to_numpy(), pair_scores) if pairs is not None and len(pairs) else None
         result = teacher_metrics(

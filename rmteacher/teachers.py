@@ -9,7 +9,7 @@ authors' code does (normalizing can turn rewards one float ulp apart into exact 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ def training_rewards(
     scaled_ids: np.ndarray,
     scale_reward: list[str],
     scale_factor: float,
+    construction: Literal["rmteacher", "authors_code"] = "rmteacher",
 ) -> dict[str, RewardColumn]:
     """Normalizes every reward by its own initial-policy statistics (Section 3) and adds the ``_scaled`` columns.
 
@@ -68,7 +69,9 @@ def training_rewards(
 
     The paper's perfectly accurate, low-variance reward model multiplies the *normalized* reward of a seeded half of
     the prompts by 0.001, so its reward variance here is that of the reward used in training; normalizing it again
-    would undo the construction.
+    would undo the construction. ``construction="authors_code"`` builds it as the authors' code does instead
+    (:func:`rmteacher.metrics.perfectly_accurate_low_variance`: statistics fitted after scaling the raw rewards, the
+    normalized reward scaled again), and its column keeps those statistics.
     """
     columns: dict[str, RewardColumn] = {}
     for name, raw in scores.items():
@@ -77,9 +80,15 @@ def training_rewards(
     for name in scale_reward:
         base = columns[name]
         rows = np.flatnonzero(np.isin(prompt_ids, scaled_ids))
-        values = scale_prompts(base.values, rows, scale_factor)
+        stats = base.stats
+        if construction == "authors_code":
+            stats = fit_normalization(scale_prompts(base.raw, rows, scale_factor))
+            values = scale_prompts(normalize(base.raw, stats), rows, scale_factor)  # s_x (r - mu') / sigma'
+
+        else:
+            values = scale_prompts(base.values, rows, scale_factor)
         # Its "raw" reward is the scaled, normalized one: that is the reward as it exists (and is stored).
-        columns[f"{name}_scaled"] = RewardColumn(name, values, values, base.stats, scaled=True)
+        columns[f"{name}_scaled"] = RewardColumn(name, values, values, stats, scaled=True)
     if TRUTH in columns:  # the ground truth last, as the paper's tables
         columns[TRUTH] = columns.pop(TRUTH)
     return columns

@@ -180,6 +180,8 @@ def study_policies(
                 "num_prompts": sizes.eval_num_prompts,
                 "samples": sizes.eval_samples,
                 "max_new_tokens": config.max_new_tokens,
+                "prompt_column": config.prompt_column,
+                "system_prompt": config.system_prompt,
             }
 
             def run_evaluation(directory: Path, policy: str = policy) -> dict[str, Any]:
@@ -190,6 +192,8 @@ def study_policies(
                         reward_model=candidates,
                         ground_truth=ground_truth,
                         prompts=Path(prompts),
+                        prompt_column=config.prompt_column,
+                        system_prompt=config.system_prompt,
                         pairs=Path(pairs),
                         num_prompts=sizes.eval_num_prompts,
                         samples_per_prompt=sizes.eval_samples,

@@ -78,6 +78,8 @@ def study_reward_models(
         "eval_prompts": str(eval_prompts),
         "pairs": None if pairs is None else str(pairs),
         "ground_truth": ground_truth,
+        "prompt_column": config.prompt_column,
+        "system_prompt": config.system_prompt,
         "sandbox_key": sandbox_key,
     }
     data = stages.run("setup", inputs, lambda directory: inputs)
@@ -100,6 +102,7 @@ def study_reward_models(
                         pairs=Path(data["pairs"]),
                         ground_truth=data["ground_truth"],
                         max_steps=sizes.rm_max_steps,
+                        system_prompt=config.system_prompt,
                         max_new_tokens=config.max_new_tokens,
                         cpu_threads=config.cpu_threads,
                         trust_remote_code=config.trust_remote_code,
@@ -127,6 +130,8 @@ def study_reward_models(
                 reward_model=[f"{n}={t}" for n, t in candidates.items()],
                 ground_truth=data["ground_truth"],
                 prompts=Path(data["prompts"]),
+                prompt_column=config.prompt_column,
+                system_prompt=config.system_prompt,
                 pairs=None if data["pairs"] is None else Path(data["pairs"]),
                 num_prompts=sizes.eval_num_prompts,
                 samples_per_prompt=sizes.eval_samples,

@@ -63,6 +63,10 @@ class StudyConfig:
     prompts: Path | None = option(None, help="policy-gradient prompts S (default: the sandbox's train prompts)")
     eval_prompts: Path | None = option(None, help="prompts to evaluate policies along training (default: sandbox)")
     pairs: Path | None = option(None, help="off-policy preference pairs (default: the sandbox's)")
+    prompt_column: str = option("prompt", help="column of --prompts/--eval-prompts holding the prompt")
+    system_prompt: str | None = option(
+        None, help="system message put before every prompt, for the policy and every reward model"
+    )
     eval_num_prompts: int | None = option(None, help="prompts x samples for Table 1 (default 200, the paper: 500)")
     eval_samples: int = option(10, help="samples per prompt for Table 1 (the paper: 10)")
     rl_steps: int | None = option(None, help="RLOO steps per run (default 60, --quick 12)")
@@ -278,6 +282,8 @@ def rl_run(
             ground_truth=ground_truth,
             prompts=Path(prompts),
             eval_prompts=Path(eval_prompts),
+            prompt_column=config.prompt_column,
+            system_prompt=config.system_prompt,
             normalization=Path(normalization),
             scale_fraction=0.5 if scaled else 0.0,
             scale_factor=1e-3 if scaled else 1.0,

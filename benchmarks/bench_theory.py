@@ -100,14 +100,14 @@ def _illinois(f: Callable[[float], float], a: float, fa: float, b: float, fb: fl
 
 def coarsest_steps(pi0: np.ndarray, reward: np.ndarray, reference: float, agreement: float) -> int:
     """The fewest RK4 steps per :func:`time_scale` whose t_gamma agrees with ``reference`` to ``agreement``:
-    doubling from 2, then bisection between the last failing and the first passing count, to within 3%."""
+    doubling from 1, then bisection between the last failing and the first passing count, to within 3%."""
     scale = time_scale(pi0, reward, GAMMA)
 
     def passes(steps: int) -> bool:
         value = rk4_time_to_gamma(pi0, reward, GAMMA, scale / steps)
         return abs(value - reference) / reference < agreement
 
-    low, high = 1, 2
+    low, high = 0, 1  # low: a count known to fail (0: none tried)
     while not passes(high):
         low, high = high, 2 * high
         if high > 2**24:

@@ -98,22 +98,30 @@ def _illinois(f: Callable[[float], float], a: float, fa: float, b: float, fb: fl
     return c
 
 
-def coarsest_steps(pi0: np.ndarray, reward: np.ndarray, reference: float, agreement: float) -> int:
-    """The fewest RK4 steps per :func:`time_scale` whose t_gamma agrees with ``reference`` to ``agreement``:
-    doubling from 1, then bisection between the last failing and the first passing count, to within 3%."""
+def coarsest_steps(pi0: np.ndarray, reward: np.ndarray, reference: float, agreement: float) -> float:
+    """The fewest RK4 steps per :func:`time_scale` (a real number) whose t_gamma agrees with ``reference`` to
+    ``agreement``: halving or doubling from 1 until the answer is bracketed, then bisection (geometric) to within
+    3%."""
     scale = time_scale(pi0, reward, GAMMA)
 
-    def passes(steps: int) -> bool:
+    def passes(steps: float) -> bool:
         value = rk4_time_to_gamma(pi0, reward, GAMMA, scale / steps)
         return abs(value - reference) / reference < agreement
 
-    low, high = 0, 1  # low: a count known to fail (0: none tried)
-    while not passes(high):
+    low, high = 0.5, 1.0  # low fails, high passes, once bracketed
+    if passes(high):
+        while passes(low):
+            low, high = low / 2, low
+            if low < 2**-20:
+                return high
+    else:
         low, high = high, 2 * high
-        if high > 2**24:
-            raise RuntimeError("RK4 does not reach the agreement with 2^24 steps per time scale")
-    while high - low > max(1, 0.03 * high):
-        middle = (low + high) // 2
+        while not passes(high):
+            low, high = high, 2 * high
+            if high > 2**24:
+                raise RuntimeError("RK4 does not reach the agreement with 2^24 steps per time scale")
+    while high / low > 1.03:
+        middle = math.sqrt(low * high)
         low, high = (low, middle) if passes(middle) else (middle, high)
     return high
 

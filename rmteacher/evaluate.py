@@ -43,7 +43,7 @@ from rmteacher.tables import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from rmteacher.teachers import PairScores, RewardColumn, teacher_metrics, training_rewards
+from rmteacher.teachers import PairScores, RewardColumn, teacher_metrics, teacher_ranking, training_rewards
 from rmteacher.threads import CPU_THREADS_HELP, cpu_threads, torch_threads
 
 __all__ = ["OUTPUTS", "EvaluateConfig", "evaluate", "identity", "load_samples"]
@@ -353,6 +353,12 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     samples = pd.read_parquet(samples_path) if given is None and samples_path.exists() else given
     used, rounds = 0, 0
     pair_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # Each round checks the ranking alone; every metric's interval is computed once, on the final round.
+    ci: dict[str, Any] = {
+        "unbiased": config.unbiased,
+        "confidence": config.confidence,
+        "num_resamples": config.num_resamples,
+    }
     while True:
         used, rounds = min(used + round_size, len(order)), rounds + 1
         chosen = all_prompts.iloc[np.sort(order[:used])]
@@ -375,13 +381,11 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
             scale_factor=config.scale_factor, construction=config.low_variance_construction,
         )  # fmt: skip
         paired = PairScores(pairs["prompt_id"].to_numpy(), pair_scores) if pairs is not None and len(pairs) else None
-        result = teacher_metrics(
-            columns, prompt_ids, paired, unbiased=config.unbiased, confidence=config.confidence,
-            num_resamples=config.num_resamples,
-        )  # fmt: skip
-        separated = all(result["ranking"]["adjacent_separated"])
+        ranking = teacher_ranking(columns, prompt_ids, paired, **ci)
+        separated = all(ranking.separated)
         if config.budget == "fixed" or separated or used == len(order):
             break
+    result = teacher_metrics(columns, prompt_ids, paired, ranking=ranking, **ci)
     result["samples_per_prompt"] = k
     if "finished" in current.columns:
         result["finished_share"] = float(current["finished"].astype(bool).mean())

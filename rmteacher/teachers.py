@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from rmteacher.analysis import normalized_variance_ci, rank_teachers
+from rmteacher.analysis import TeacherRanking, normalized_variance_ci, rank_teachers
 from rmteacher.metrics import (
     NormalizationStats,
     accuracy,
@@ -28,7 +28,7 @@ from rmteacher.metrics import (
 )
 from rmteacher.tables import TRUTH
 
-__all__ = ["PairScores", "RewardColumn", "teacher_metrics", "training_rewards"]
+__all__ = ["PairScores", "RewardColumn", "teacher_metrics", "teacher_ranking", "training_rewards"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,32 @@ def _off_policy_per_prompt(pairs: PairScores, base: str, prompt_ids: np.ndarray)
     return None if np.isnan(values).all() else values
 
 
+def teacher_ranking(
+    columns: dict[str, RewardColumn],
+    prompt_ids: np.ndarray,
+    pairs: PairScores | None,
+    *,
+    unbiased: bool,
+    confidence: float,
+    num_resamples: int,
+) -> TeacherRanking:
+    """The teacher ranking alone (what ``--budget auto`` checks after each round), as :func:`teacher_metrics` ranks:
+    every reward model but the ground truth, scored on its training reward with bootstrap CIs over prompts."""
+    off_correct = {}
+    for name, column in columns.items():
+        correct = None if pairs is None else _off_policy_per_prompt(pairs, column.base, prompt_ids)
+        if correct is not None:
+            off_correct[name] = correct
+    return rank_teachers(
+        {n: c.values for n, c in columns.items() if n != TRUTH},
+        columns[TRUTH].raw if TRUTH in columns else None,
+        off_correct or None,
+        unbiased=unbiased,
+        confidence=confidence,
+        num_resamples=num_resamples,
+    )
+
+
 def teacher_metrics(
     columns: dict[str, RewardColumn],
     prompt_ids: np.ndarray,
@@ -115,13 +141,14 @@ def teacher_metrics(
     unbiased: bool,
     confidence: float,
     num_resamples: int,
+    ranking: TeacherRanking | None = None,
 ) -> dict[str, Any]:
     """Every reward model's metrics (the paper's Table 1 analogue) and the teacher ranking, with bootstrap CIs over
-    prompts. ``columns`` from :func:`training_rewards`; ``prompt_ids: [num_prompts]``."""
+    prompts. ``columns`` from :func:`training_rewards`; ``prompt_ids: [num_prompts]``; ``ranking``: the
+    :func:`teacher_ranking` of the same arguments when the caller has it already (it is computed otherwise)."""
     truth = columns[TRUTH].raw if TRUTH in columns else None
     ci: dict[str, Any] = {"confidence": confidence, "num_resamples": num_resamples}
     entries: dict[str, dict[str, Any]] = {}
-    off_correct: dict[str, np.ndarray] = {}
     for name, column in columns.items():
         # Normalized variance re-fits the normalization on every bootstrap resample; a scaled column is already the
         # training reward, so its variance is a mean of per-prompt variances.
@@ -144,7 +171,6 @@ def teacher_metrics(
             entry["on_policy_accuracy"] = bootstrap_ci(np.mean, accuracy(column.raw, truth), **ci).to_dict()
         correct = None if pairs is None else _off_policy_per_prompt(pairs, column.base, prompt_ids)
         if pairs is not None and correct is not None:
-            off_correct[name] = correct
             present = correct[~np.isnan(correct)]
             entry["off_policy_accuracy"] = bootstrap_ci(np.mean, present, **ci).to_dict()
             entry["off_policy_pairs"] = int(np.isin(pairs.prompt_ids, prompt_ids).sum())
@@ -153,13 +179,8 @@ def teacher_metrics(
             entry["on_and_off_policy_accuracy"] = both
             entry["reward_variance_and_accuracy"] = (entry["reward_variance"]["estimate"] + both) / 2
         entries[name] = entry
-    ranking = rank_teachers(
-        {n: c.values for n, c in columns.items() if n != TRUTH},
-        truth,
-        off_correct or None,
-        unbiased=unbiased,
-        **ci,
-    )
+    if ranking is None:
+        ranking = teacher_ranking(columns, prompt_ids, pairs, unbiased=unbiased, **ci)
     return {
         "num_prompts": len(prompt_ids),
         "variance_estimator": "unbiased (K-1)" if unbiased else "population (Definition 2)",

@@ -281,3 +281,36 @@ def test_every_pair_of_a_prompt_counts(tiny: dict[str, Path], tmp_path: Path, mo
     longer = json.loads((tmp_path / "run" / "metrics.json").read_text())["reward_models"]["longer"]
     assert longer["off_policy_pairs"] == 16
     assert longer["off_policy_accuracy"]["estimate"] == 0.5
+
+
+def test_budget_auto_ranks_each_round_and_computes_the_intervals_once(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--budget auto checks only the ranking after each round and computes every interval once, at the end: the same
+    metrics.json numbers as computing everything (teacher_metrics without a ranking) on the final round's scores."""
+    import rmteacher.evaluate
+    from rmteacher.teachers import teacher_metrics, teacher_ranking
+
+    rounds: list[tuple[tuple, dict]] = []
+    calls = {"metrics": 0}
+
+    def ranking(*args: object, **kwargs: object) -> object:
+        rounds.append((args, kwargs))
+        return teacher_ranking(*args, **kwargs)  # type: ignore[arg-type]
+
+    def metrics(*args: object, **kwargs: object) -> object:
+        calls["metrics"] += 1
+        return teacher_metrics(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rmteacher.evaluate, "teacher_ranking", ranking)
+    monkeypatch.setattr(rmteacher.evaluate, "teacher_metrics", metrics)
+    # Two reward models of random weights on 2-prompt rounds: not separated after the first round.
+    assert main(evaluate_args(tiny, tmp_path / "auto", "--budget", "auto", "--round-prompts", "2")) == 0
+    written = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert written["budget"]["rounds"] == len(rounds) >= 2
+    assert calls["metrics"] == 1
+    args, kwargs = rounds[-1]
+    assert len(args[1]) == written["budget"]["prompts"]  # type: ignore[arg-type]
+    everything = json.loads(json.dumps(teacher_metrics(*args, **kwargs)))  # type: ignore[arg-type]
+    assert written["reward_models"] == everything["reward_models"]
+    assert written["ranking"] == everything["ranking"]

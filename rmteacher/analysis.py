@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from rmteacher.metrics import (
     ArrayLike,
@@ -241,6 +240,8 @@ class Correlation:
 
 
 def _correlate(x: np.ndarray, y: np.ndarray) -> Correlation:
+    from scipy import stats as scipy_stats  # here, not at the top: importing scipy.stats takes ~0.5 s
+
     with warnings.catch_warnings():
         # A constant property or increase has no defined correlation; report NaN rather than warn.
         warnings.simplefilter("ignore", scipy_stats.ConstantInputWarning)

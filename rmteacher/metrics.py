@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats
 
 __all__ = [
     "ConfidenceInterval",
@@ -592,6 +591,8 @@ def bootstrap_ci(
     def on_indices(index: np.ndarray) -> float:
         rows = index.astype(np.int64)
         return float(statistic(*(a[rows] for a in data)))
+
+    from scipy import stats as scipy_stats  # here, not at the top: importing scipy.stats takes ~0.5 s
 
     result = scipy_stats.bootstrap(
         (np.arange(num_prompts, dtype=np.float64),),

@@ -13,8 +13,8 @@ HEAVY = ("torch", "transformers", "trl", "accelerate", "datasets")
 
 
 def loaded_after(code: str) -> set[str]:
-    """Top-level modules, among those this test watches, in ``sys.modules`` after running ``code`` fresh."""
-    watched = (*HEAVY, "pandas", "scipy")
+    """Modules, among those this test watches, in ``sys.modules`` after running ``code`` fresh."""
+    watched = (*HEAVY, "pandas", "scipy", "scipy.stats")
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -34,3 +34,15 @@ run_metrics(MetricsConfig(rewards=Path({str(EXAMPLES / "rewards.csv")!r}), truth
 run_correlate(CorrelateConfig(table=Path({str(EXAMPLES / "table10_pythia1b.csv")!r})))
 """
     assert loaded_after(code).isdisjoint(HEAVY)
+
+
+def test_metrics_runs_without_scipy_stats() -> None:
+    """Importing scipy.stats takes about 0.5 s; every interval of `metrics` is a vectorized bootstrap without it."""
+    code = f"""
+from pathlib import Path
+from rmteacher.commands.metrics import MetricsConfig, run_metrics
+run_metrics(MetricsConfig(rewards=Path({str(EXAMPLES / "rewards.csv")!r}), truth="ground_truth"))
+"""
+    loaded = loaded_after(code)
+    assert "pandas" in loaded, "the check sees what the command imports"
+    assert loaded.isdisjoint({*HEAVY, "scipy.stats"})

@@ -314,3 +314,34 @@ def test_budget_auto_ranks_each_round_and_computes_the_intervals_once(
     everything = json.loads(json.dumps(teacher_metrics(*args, **kwargs)))  # type: ignore[arg-type]
     assert written["reward_models"] == everything["reward_models"]
     assert written["ranking"] == everything["ranking"]
+
+
+def test_evaluate_samples_and_scores_under_the_given_thread_count(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import rmteacher.evaluate
+
+    seen: list[int] = []
+    real = rmteacher.evaluate.sample_completions
+
+    def sample(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    if torch.cuda.is_available():
+        pytest.skip("--cpu-threads applies on a CPU-only machine")
+    monkeypatch.setattr(rmteacher.evaluate, "sample_completions", sample)
+    args = ["evaluate", "--policy", str(tiny["policy"]), "--prompts", str(tiny["prompts"]), "--reward-model",
+            "gt=rmteacher.sandbox.task:ground_truth", "--num-prompts", "2", "--samples-per-prompt", "2",
+            "--no-progress"]  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main([*args, "--out", str(tmp_path / "one")]) == 0
+        assert torch.get_num_threads() == 2, "restored after the run"
+        assert main([*args, "--out", str(tmp_path / "three"), "--cpu-threads", "3"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 3]

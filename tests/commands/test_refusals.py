@@ -145,3 +145,12 @@ def test_a_run_that_fails_at_start_leaves_out_as_found(sandbox_task: SandboxTask
     assert code == 2
     one_line_error(err, "sft")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "rl"])
+@pytest.mark.parametrize("temperature", ["1e-300", "0", "inf", "nan"])
+def test_a_temperature_sampling_cannot_use_is_refused(tmp_path: Path, cli: Run, command: str, temperature: str) -> None:
+    code, _, err = cli([command, "--out", str(tmp_path / "run"), "--temperature", temperature])
+    assert code == 2
+    assert re.search(r"--temperature must be in \[0.001, 100\].*; got", one_line_error(err, command))
+    assert not (tmp_path / "run").exists()

@@ -3,7 +3,8 @@
 Run from the repository root (``--quick``: 8 prompts and small reward models, a smoke check):
 
     .venv/bin/python benchmarks/bench_memory.py [--prompts 32] [--samples 4] [--reward-models 4] [--hidden 512]
-        [--layers 4] [--vocab 32768] [--threads 1] [--repeats 3] [--warmup 0] [--max-spread 0.1] [--quick]
+        [--layers 4] [--vocab 32768] [--threads 1] [--repeats 3] [--warmup 0] [--max-spread 0.1]
+        [--only memory|dtype] [--quick]
 
 1. **Peak memory of** ``rmteacher evaluate`` with ``--reward-models`` sequence-classification Llamas saved to disk
    (fresh weights, ``--vocab`` rows of embeddings as real reward models have, so each weighs about
@@ -13,8 +14,10 @@ Run from the repository root (``--quick``: 8 prompts and small reward models, a 
    - **one at a time**: the command as it is (load a reward model, score every sample, free it, load the next);
    - **all at once**: the same command with every loaded reward model kept referenced until the end, which is what
      holding all of them in memory together costs (rmteacher before issue 10 loaded them all up front; the peak is
-     the same: the policy, every reward model, and one scoring's activations).
-   Both variants must write the same metrics (checked). Wall time is printed too.
+     the same: the policy, every reward model, and one scoring's activations);
+   each as saved (float32 checkpoints loaded as float32: transformers maps the safetensors file, so only the pages a
+   model reads become resident) and with ``--dtype bfloat16`` (converted on load: every weight is a copy in memory,
+   as it is on a GPU). Both variants must write the same metrics (checked). Process wall times are printed too.
 2. **Scoring throughput**, bfloat16 versus float32: one of those reward models loaded with ``dtype`` (what
    ``--dtype`` passes), scoring the same samples of the sandbox policy in this process (:class:`ModelReward`;
    their tokenization is cached after the first call, so the forward passes are what is timed). The largest
@@ -33,6 +36,7 @@ import _timing
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,23 +101,33 @@ def save_reward_models(directory: Path, tokenizer: Any, args: argparse.Namespace
     return paths
 
 
+#: The memory variants: (label, which loading, extra evaluate options).
+MEMORY_VARIANTS = (
+    ("one at a time", "one", ()),
+    ("all at once", "all", ()),
+    ("one at a time, --dtype bfloat16", "one", ("--dtype", "bfloat16")),
+    ("all at once, --dtype bfloat16", "all", ("--dtype", "bfloat16")),
+)
+
+
 def peak_memory(task: Any, paths: list[Path], work: Path, args: argparse.Namespace) -> None:
     from rmteacher import sandbox
 
     print(f"\n## 1. peak RSS of `rmteacher evaluate`: {args.prompts} prompts x {args.samples} samples, "
           f"{len(paths)} reward models")  # fmt: skip
-    runs = {"one": 0, "all": 0}
-    peaks: dict[str, list[float]] = {"one": [], "all": []}
-    metrics: dict[str, list[dict[str, Any]]] = {"one": [], "all": []}
+    count = 0
+    peaks: dict[str, list[float]] = {label: [] for label, _, _ in MEMORY_VARIANTS}
+    metrics: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in MEMORY_VARIANTS}
 
-    def run(variant: str) -> dict[str, float]:
-        runs[variant] += 1
-        out = work / f"eval-{variant}-{runs[variant]}"
+    def run(label: str, variant: str, options: tuple[str, ...]) -> dict[str, float]:
+        nonlocal count
+        count += 1
+        out = work / f"eval-{count}"
+        models = [arg for i, path in enumerate(paths) for arg in ("--reward-model", f"rm{i}={path}")]
         argv = ["evaluate", "--out", str(out), "--policy", str(task.policy_dir), "--prompts", str(task.eval_prompts),
                 "--ground-truth", sandbox.GROUND_TRUTH, "--num-prompts", str(args.prompts), "--samples-per-prompt",
                 str(args.samples), "--max-new-tokens", "16", "--num-resamples", "200", "--cpu-threads",
-                str(args.threads), "--no-progress", *[arg for i, p in enumerate(paths)
-                                                      for arg in ("--reward-model", f"rm{i}={p}")]]  # fmt: skip
+                str(args.threads), "--no-progress", *options, *models]  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-c", CHILD, variant, json.dumps(argv)],
             capture_output=True,
@@ -121,43 +135,39 @@ def peak_memory(task: Any, paths: list[Path], work: Path, args: argparse.Namespa
             env=_timing.child_env(args.threads),
         )
         if done.returncode != 0:
-            raise SystemExit(f"the {variant} variant failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         report = json.loads(done.stdout.strip().splitlines()[-1])
         if report["code"] != 0 or report["held"] != (len(paths) + 1 if variant == "all" else 0):  # + ground truth
-            raise SystemExit(f"the {variant} variant did not run as intended: {report}\n{done.stderr[-3000:]}")
-        peaks[variant].append(report["max_rss_mib"])
-        metrics[variant].append(json.loads((out / "metrics.json").read_text())["reward_models"])
+            raise SystemExit(f"{label} did not run as intended: {report}\n{done.stderr[-3000:]}")
+        peaks[label].append(report["max_rss_mib"])
+        metrics[label].append(json.loads((out / "metrics.json").read_text())["reward_models"])
+        shutil.rmtree(out)
         return {"evaluate": report["seconds"]}
 
     results = _timing.alternate(
-        {"one at a time": lambda: run("one"), "all at once": lambda: run("all")},
+        {label: (lambda a=(label, variant, options): run(*a)) for label, variant, options in MEMORY_VARIANTS},
         repeats=args.repeats,
         warmup=args.warmup,
     )
-    first = metrics["one"][0]
-    for variant in metrics.values():
-        for other in variant:
-            for name, entry in first.items():
+    for dtype in ("", ", --dtype bfloat16"):  # the same numbers whichever way the models are held
+        runs = metrics[f"one at a time{dtype}"] + metrics[f"all at once{dtype}"]
+        for other in runs:
+            for name, entry in runs[0].items():
                 a, b = entry["reward_variance"]["estimate"], other[name]["reward_variance"]["estimate"]
                 if abs(a - b) > 1e-9:
-                    raise SystemExit(f"reward {name}: variance {a} vs {b}; the variants did different work")
-    print("same metrics in every run of both variants")
-    memory = {
-        label: _timing.Measure(f"{label} [peak RSS]", [mib / 1024 for mib in peaks[key]])
-        for label, key in (("one at a time", "one"), ("all at once", "all"))
-    }
+                    raise SystemExit(f"reward {name}{dtype}: variance {a} vs {b}; the variants did different work")
+    print("same metrics in every run of one at a time and all at once (for each dtype)")
+    memory = {label: _timing.Measure(f"{label} [peak RSS]", [mib / 1024 for mib in peaks[label]]) for label in peaks}
     for measure in memory.values():
         runs_text = ", ".join(f"{v * 1024:.0f}" for v in measure.runs)
-        print(f"  {measure.label:44s} median {measure.median * 1024:8.0f} MiB  spread {measure.spread:6.1%}  "
+        print(f"  {measure.label:50s} median {measure.median * 1024:6.0f} MiB  spread {measure.spread:6.1%}  "
               f"(runs, MiB: {runs_text})")  # fmt: skip
-    saved = (memory["all at once"].median - memory["one at a time"].median) * 1024
-    print(f"  all at once - one at a time: {saved:+.0f} MiB")
-    _timing.print_ratio("peak RSS, all at once / one at a time", memory["all at once"], memory["one at a time"],
-                        max_spread=args.max_spread)  # fmt: skip
-    walls = {name: r["wall"] for name, r in results.items()}
-    _timing.print_measures({f"{name} [process wall]": m for name, m in walls.items()})
-    _timing.print_ratio("process wall, all at once / one at a time", walls["all at once"], walls["one at a time"],
-                        max_spread=args.max_spread, form="overhead")  # fmt: skip
+    for dtype in ("", ", --dtype bfloat16"):
+        one, every = memory[f"one at a time{dtype}"], memory[f"all at once{dtype}"]
+        print(f"  all at once - one at a time{dtype}: {(every.median - one.median) * 1024:+.0f} MiB")
+        _timing.print_ratio(f"peak RSS, all at once / one at a time{dtype}", every, one, max_spread=args.max_spread)
+    walls = {f"{name} [process wall]": r["wall"] for name, r in results.items()}
+    _timing.print_measures(walls)
 
 
 def dtype_throughput(task: Any, path: Path, args: argparse.Namespace) -> None:
@@ -212,6 +222,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--max-spread", type=float, default=_timing.MAX_SPREAD)
+    parser.add_argument("--only", choices=("memory", "dtype"), help="run one of the two parts")
     parser.add_argument("--quick", action="store_true", help="8 prompts, small models: a smoke check")
     args = parser.parse_args()
     if args.quick:
@@ -232,8 +243,10 @@ def main() -> None:
         work = Path(scratch)
         tokenizer = load_tokenizer(str(task.policy_dir), kind="policy")
         paths = save_reward_models(work, tokenizer, args)
-        peak_memory(task, paths, work, args)
-        dtype_throughput(task, paths[0], args)
+        if args.only in (None, "memory"):
+            peak_memory(task, paths, work, args)
+        if args.only in (None, "dtype"):
+            dtype_throughput(task, paths[0], args)
     print(f"\nbenchmark wall time: {time.perf_counter() - start:.0f} s; this process's peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")  # fmt: skip
     _timing.footer()

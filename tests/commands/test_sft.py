@@ -110,7 +110,8 @@ def test_resume_continues_from_the_last_complete_checkpoint(tmp_path: Path) -> N
         if path.name != "config.json":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.rmtree(out / "model")
-    text = run_sft(SFTConfig(out=out, resume=True, **options))  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="skipped the incomplete checkpoint checkpoint-4"):
+        text = run_sft(SFTConfig(out=out, resume=True, **options))  # type: ignore[arg-type]
     assert "resumed from checkpoint-2" in text
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"event": "resume", "checkpoint": "checkpoint-2", "step": 2} in logs

@@ -283,6 +283,10 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
     return source
 
 
+#: Below this share of finished samples evaluate warns (issue 10): the metrics then describe completions cut at
+#: --max-new-tokens, not what the policy would write.
+FINISHED_WARNING = 0.9
+
 #: Top-level entries an evaluate run writes (what --overwrite may delete even when a killed run did not record them).
 OUTPUTS = ("cache", "samples.parquet", "metrics.json", "metrics.md", "variance_vs_accuracy.png")
 
@@ -328,6 +332,10 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     else:
         all_prompts = load_prompts(config.prompts or Path(), config.prompt_column)
     pairs = load_pairs(config.pairs, all_prompts) if config.pairs else None
+    extras = [c for c in all_prompts.columns if c not in ("prompt_id", "prompt")]
+    if pairs is not None and extras and pairs["prompt_id"].isin(all_prompts["prompt_id"]).all():
+        # Pairs that refer to the prompts get their prompt's columns (e.g. `answer`), as the samples do.
+        pairs = pairs.merge(all_prompts[["prompt_id", *extras]], on="prompt_id", how="left")
     num_prompts = config.num_prompts or (len(all_prompts) if given is not None else DEFAULT_NUM_PROMPTS)
     if given is not None:
         available = all_prompts["prompt_id"].isin(given["prompt_id"]).to_numpy()
@@ -389,6 +397,12 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     result["samples_per_prompt"] = k
     if "finished" in current.columns:
         result["finished_share"] = float(current["finished"].astype(bool).mean())
+        if result["finished_share"] < FINISHED_WARNING:
+            result["finished_warning"] = (
+                f"only {result['finished_share']:.0%} of the samples finished (ended on an end token or a --stop "
+                "string) within --max-new-tokens; the metrics describe cut-off text: raise --max-new-tokens"
+            )
+            warnings.warn(result["finished_warning"], stacklevel=2)
     result["specs"] = specs
     result["budget"] = {
         "mode": config.budget,
@@ -471,8 +485,9 @@ def _score_pairs(name: str, reward: Reward, pairs: pd.DataFrame, state: Any) -> 
     if name == TRUTH and {"score_chosen", "score_rejected"} <= set(pairs.columns):
         return pairs["score_chosen"].to_numpy(np.float64), pairs["score_rejected"].to_numpy(np.float64)
     prompts = pairs["prompt"].tolist()
+    extra = extra_columns(pairs, exclude=("chosen", "rejected", "score_chosen", "score_rejected"))
     chosen, rejected = (
-        score_rows(reward, prompts, pairs[side].tolist(), pairs[["prompt_id"]].assign(pair=side), state)
+        score_rows(reward, prompts, pairs[side].tolist(), pairs[["prompt_id"]].assign(pair=side), state, extra)
         for side in ("chosen", "rejected")
     )
     return chosen, rejected

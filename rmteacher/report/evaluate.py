@@ -62,6 +62,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         "P(above the next) is the share of bootstrap resamples of the prompts in which the model scored above the "
         "one ranked after it.",
     ]
+    if "finished_share" in result:
+        share = result["finished_share"]
+        lines += ["", f"Finished samples (ended on an end token or a --stop string): {share:.1%}."]
+        if result.get("finished_warning"):
+            lines += ["", f"**Warning:** {result['finished_warning']}."]
     if budget:
         lines += [
             "",

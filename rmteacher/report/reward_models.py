@@ -248,9 +248,13 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
 
     def cell(row: str, key: str) -> str:
         test = tests[row][key]
-        if not np.isfinite(test["estimate"]):
+
+        def finite(value: float | None) -> bool:  # an undefined correlation is saved as null (e.g. equal increases)
+            return value is not None and bool(np.isfinite(value))
+
+        if not finite(test["estimate"]):
             return format_number(None)
-        interval = "" if not np.isfinite(test["low"]) else f" [{test['low']:.2f}, {test['high']:.2f}]"
+        interval = f" [{test['low']:.2f}, {test['high']:.2f}]" if finite(test["low"]) else ""
         return f"{test['estimate']:.3f}{interval} p={test['p_positive']:.3g}"
 
     table2 = [["", "Proxy Pearson", "Proxy Spearman", "GT Pearson", "GT Spearman"]] + [

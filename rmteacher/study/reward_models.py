@@ -100,6 +100,8 @@ def study_reward_models(
                         on_policy_fraction=fraction,
                         policy=data["policy"],
                         pairs=Path(data["pairs"]),
+                        prompts=Path(data["prompts"]),
+                        prompt_column=config.prompt_column,
                         ground_truth=data["ground_truth"],
                         max_steps=sizes.rm_max_steps,
                         system_prompt=config.system_prompt,

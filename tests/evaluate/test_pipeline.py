@@ -345,3 +345,19 @@ def test_evaluate_samples_and_scores_under_the_given_thread_count(
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 3]
+
+
+def test_finished_share_is_reported_and_a_low_one_warns(tiny: dict[str, Path], run_dir: Path, tmp_path: Path) -> None:
+    share = json.loads((run_dir / "metrics.json").read_text())["finished_share"]
+    assert (
+        f"Finished samples (ended on an end token or a --stop string): {share:.1%}."
+        in (run_dir / "metrics.md").read_text()
+    )
+    # One new token: no sandbox answer (4-7 letters) can end within it, so almost nothing finishes.
+    out = tmp_path / "short"
+    with pytest.warns(UserWarning, match=r"of the samples finished .* raise --max-new-tokens"):
+        assert main(evaluate_args(tiny, out, "--max-new-tokens", "1")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finished_share"] < 0.9
+    assert "**Warning:** only" in (out / "metrics.md").read_text()
+    assert "raise --max-new-tokens" in metrics["finished_warning"]

@@ -29,7 +29,10 @@ def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     words = ["road", "sky", "cat", "dog", "fox", "river"]
     rows = [{"prompt": [{"role": "user", "content": f"say {w}"}], "answer": w} for w in words]
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"prompts": tmp_path / "prompts.jsonl"}
+    # Unlabelled pairs that refer to the prompts: the ground truth needs each prompt's `answer` to label them.
+    pairs = [{"prompt_id": i, "chosen": w, "rejected": "no"} for i, w in enumerate(words)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    return {"prompts": tmp_path / "prompts.jsonl", "pairs": tmp_path / "pairs.jsonl"}
 
 
 @pytest.mark.parametrize("policy", ["neox", "qwen2", "llama"])
@@ -42,7 +45,7 @@ def test_evaluate_on_real_architectures(
         "--ground-truth", "gold=zoo_rewards:match_answer", "--num-resamples", "200", "--no-progress",
     ]  # fmt: skip
     args = ["evaluate", "--out", str(out), "--policy", str(zoo.policies[policy]), "--prompts", str(task["prompts"])]
-    args += ["--samples-per-prompt", "3", "--max-new-tokens", "12"]
+    args += ["--samples-per-prompt", "3", "--max-new-tokens", "12", "--pairs", str(task["pairs"])]
     if policy != "neox":  # the template-less policy renders one user message as its text; no system turn
         args += ["--system-prompt", "Be brief."]
     assert main([*args, *common]) == 0, capsys.readouterr().err
@@ -53,6 +56,8 @@ def test_evaluate_on_real_architectures(
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["finished_share"] <= 1.0
     assert set(metrics["reward_models"]) == {"gpt2", "qwen2", "ground_truth"}
+    # Each pair's chosen is its prompt's answer: the ground truth, given `answer`, orders every pair.
+    assert metrics["reward_models"]["ground_truth"]["off_policy_accuracy"]["estimate"] == 1.0
 
     # The same samples brought from elsewhere: no policy loaded, the same metrics.
     given = tmp_path / "given.parquet"

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,8 +355,25 @@ class CallableReward:
                 raise RewardError(f"reward {self.name!r} raised {type(error).__name__}: {error}") from error
             if len(values) != stop - start:
                 raise RewardError(f"reward {self.name!r} returned {len(values)} values for {stop - start} completions")
-            out[start:stop] = [math.nan if v is None else float(v) for v in values]
+            out[start:stop] = [_reward_value(self.name, start + i, v) for i, v in enumerate(values)]
         return out
+
+
+def _reward_value(name: str, index: int, value: Any) -> float:
+    """One value a reward function returned, as a float (None, as TRL allows, is NaN: the callers refuse it).
+
+    Strings are refused even when they parse (``"1.5"``): a reward that returns text is a bug to fix, not a number.
+    """
+    if value is None:
+        return math.nan
+    if isinstance(value, str | bytes):
+        raise RewardError(f"reward {name!r} returned {value!r} (a string) for completion {index}; rewards are numbers")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RewardError(
+            f"reward {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; rewards are numbers"
+        ) from None
 
 
 def default_max_length(model: Any, tokenizer: Any) -> int | None:
@@ -616,7 +634,14 @@ def load_reward(
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
-            raise ModelLoadError(f"{argument} {spec!r}: cannot import module {module_name!r} ({error})") from None
+            local = Path(*module_name.split(".")).with_suffix(".py")
+            hint = (
+                f"; {local} is in the current directory, which is not on the import path when running the "
+                "`rmteacher` script: run with PYTHONPATH=."
+                if local.exists() and str(Path.cwd()) not in sys.path and "" not in sys.path
+                else ""
+            )
+            raise ModelLoadError(f"{argument} {spec!r}: cannot import module {module_name!r} ({error}){hint}") from None
         fn = getattr(module, function_name, None)
         if not callable(fn):
             raise ModelLoadError(f"{argument} {spec!r}: module {module_name!r} has no function {function_name!r}")

@@ -1,13 +1,15 @@
 """Scoring with reward models of other architectures and tokenizers (ModelReward) and reward functions
 (CallableReward), on the zoo: batched scores equal one-at-a-time scores, truncation, pad ids, TRL's kwargs."""
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rmteacher.models import CallableReward, ModelReward, RewardError, load_reward, render_conversation
+from rmteacher.models import CallableReward, ModelLoadError, ModelReward, RewardError, load_reward, render_conversation
 
 PROMPTS = [
     "the cat sat on the mat",
@@ -215,3 +217,26 @@ def test_reward_function_errors_name_the_reward() -> None:
         CallableReward("gt", broken).score(["a", "b"], ["c", "d"], answer=["x", "y"])
     with pytest.raises(ValueError, match="reward 'gt': 2 prompts but 1 completions"):
         CallableReward("gt", broken).score(["a", "b"], ["c"])
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [("high", r"returned 'high' \(a string\) for completion 1"), ("1.5", r"returned '1\.5' \(a string\)"),
+     ([1.0], r"returned \[1\.0\] \(list\) for completion 1")],
+)  # fmt: skip
+def test_a_reward_returning_text_is_refused_by_name(value: object, match: str) -> None:
+
+    reward = CallableReward(name="judge", fn=lambda prompts, completions, **kwargs: [0.5, value])
+    with pytest.raises(RewardError, match=f"reward 'judge' {match}"):
+        reward.score(["a", "b"], ["x", "y"])
+
+
+def test_a_reward_module_in_the_current_directory_gets_the_path_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    (tmp_path / "myrewards_hint.py").write_text("def r(prompts, completions, **kw):\n    return [0.0] * len(prompts)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    with pytest.raises(ModelLoadError, match=r"myrewards_hint\.py is in the current directory.*PYTHONPATH=\."):
+        load_reward("myrewards_hint:r")

@@ -424,6 +424,12 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
             prefs = pd.read_parquet(saved)
         else:
             prefs = assemble_preferences(config, inputs, pairs, extra)
+            if prefs.empty:
+                raise ValueError(
+                    f"--on-policy-fraction {config.on_policy_fraction}: no preference pair is left: every on-policy "
+                    f"pair tied under the ground truth and --ties {config.ties} left them out; pass --ties keep, "
+                    "a lower --on-policy-fraction, or a ground truth that tells the policy's samples apart"
+                )
             if state.is_main_process:
                 write_json_atomic(config.out / "config.json", resolved["config"])
                 write_parquet_atomic(prefs, saved)

@@ -235,3 +235,21 @@ def test_two_processes_under_accelerate_launch(
     # Sampling is sharded by batch with per-batch seeds, so two processes draw the same pairs as one.
     two, one = pd.read_parquet(out / "preferences.parquet"), pd.read_parquet(trained[0] / "preferences.parquet")
     pd.testing.assert_frame_equal(two, one)
+
+
+def test_every_on_policy_pair_tied_says_so(
+    sandbox_task: SandboxTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "flat_rewards.py").write_text(
+        "def zero(prompts, completions, **kw):\n    return [0.0] * len(prompts)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(sandbox_task.pairs.read_text().splitlines(keepends=True)[:8]))
+    config = TrainRMConfig(
+        out=tmp_path / "run", on_policy_fraction=1.0, policy=str(sandbox_task.policy_dir), pairs=pairs,
+        ground_truth="flat_rewards:zero", **SHORT,  # type: ignore[arg-type]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"every on-policy pair tied under the ground truth.*--ties keep"):
+        run_train_rm(config)
+    assert not (tmp_path / "run").exists()  # a failed start leaves --out as it was

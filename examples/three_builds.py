@@ -25,13 +25,18 @@ from rmteacher.tables import write_text_atomic
 SEEDS = (0, 1, 2)
 
 
-def short(test: dict[str, object]) -> str:
-    """A test's verdict and its p-value (or its gap, for the test without one)."""
+def short(test: dict[str, object]) -> tuple[str, str]:
+    """A test's claim without the run-specific part (which model was best goes to the cell) and its verdict with
+    the number it rests on: the p-value, or the gap for the test without one."""
     p = test["p_value"]
     details = test["details"]
+    claim = str(test["claim"])
     assert isinstance(details, dict)
     number = f"gap {details['gap']:+.3f}" if "gap" in details else f"p = {p:.3g}" if isinstance(p, float) else ""
-    return f"{test['verdict']} ({number})"
+    if "best" in details:  # "... the best trained reward model (rm_50, the highest mean of 5)"
+        claim = claim.split(" (")[0]
+        number = f"best {details['best']}, {number}"
+    return claim, f"{test['verdict']} ({number})"
 
 
 def summary(out: Path, seeds: tuple[int, ...]) -> pd.DataFrame:
@@ -40,7 +45,8 @@ def summary(out: Path, seeds: tuple[int, ...]) -> pd.DataFrame:
         analysis = json.loads((out / f"build{seed}" / "analysis.json").read_text())
         column = f"build {seed}"
         for test in analysis["tests"]:
-            rows.setdefault(test["claim"], {})[column] = short(test)
+            claim, cell = short(test)
+            rows.setdefault(claim, {})[column] = cell
         for row in analysis["table"]:
             claim = f"ground-truth increase of {row['reward_model']} after {analysis['table_step']} steps"
             rows.setdefault(claim, {})[column] = (

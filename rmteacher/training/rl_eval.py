@@ -146,7 +146,9 @@ def make_callbacks(
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if logs and is_main():
-                append_jsonl(out / "metrics.jsonl", {"event": "train", "step": state.global_step, **logs})
+                # TRL's closing line (train_runtime, ...) repeats the last step's number: marked as its summary.
+                event = "summary" if "train_runtime" in logs else "train"
+                append_jsonl(out / "metrics.jsonl", {"event": event, "step": state.global_step, **logs})
 
     class Evaluation(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:

@@ -184,3 +184,10 @@ def test_two_processes(tmp_path: Path, sandbox_task: SandboxTask) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("RLOO for 2 steps") == 1
     assert [r["step"] for r in records(out) if r["event"] == "train" and "reward" in r] == [1, 2]
+
+
+def test_trls_closing_line_is_the_summary_not_a_step(run: Path) -> None:
+    rows = records(run)
+    summaries = [r for r in rows if r["event"] == "summary"]
+    assert len(summaries) == 1 and "train_runtime" in summaries[0]
+    assert all("train_runtime" not in r for r in rows if r["event"] == "train")

@@ -14,7 +14,7 @@ Run from the repository root (``--quick``: |Y| = 10 and 10^3 only and a 100-inst
    ``time_to_gamma`` calls.
 
 Timing as every benchmark here (``benchmarks/_timing.py``): variants alternate, each timed run repeats a call
-enough times to last about 0.2 s, at least 3 runs per variant; medians and spreads are printed, and a ratio only
+enough times to last about 0.5 s, at least 3 runs per variant; medians and spreads are printed, and a ratio only
 when both spreads are under ``--max-spread``. numpy/BLAS run on one thread.
 """
 
@@ -126,7 +126,7 @@ def coarsest_steps(pi0: np.ndarray, reward: np.ndarray, reference: float, agreem
     return high
 
 
-def repeated(call: Callable[[], object], target: float = 0.2) -> tuple[Callable[[], None], int]:
+def repeated(call: Callable[[], object], target: float = 0.5) -> tuple[Callable[[], None], int]:
     """``call`` wrapped to run ``n`` times per timed run, ``n`` chosen so a run lasts about ``target`` seconds."""
     start = time.perf_counter()
     call()

@@ -114,6 +114,19 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
+def _commit() -> str:
+    """The checkout's commit, with ``+changes`` when its tracked files differ from it (what was measured)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, capture_output=True)
+    except OSError:
+        return "unknown (no git)"
+    return head.stdout.strip() + (" +changes" if dirty.returncode else "") if head.returncode == 0 else "unknown"
+
+
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
@@ -128,6 +141,7 @@ def header(title: str, *, threads: int | None, settings: str = "") -> None:
         print(f"settings: {settings}")
     print(f"date: {now}")
     print(f"machine: {machine()}")
+    print(f"commit: {_commit()}")
     blas = f"BLAS/OpenMP {os.environ.get('OPENBLAS_NUM_THREADS')}"
     torch = sys.modules.get("torch")
     version = f" (torch {torch.__version__})" if torch is not None else ""

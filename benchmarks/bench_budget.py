@@ -79,7 +79,7 @@ def main() -> None:
         same = auto["order"] == fixed["order"]
         print(f"\nseed {seed}: auto used {auto['prompts']} of {fixed['prompts']} prompts "
               f"({auto['samples_per_reward_model'] / fixed['samples_per_reward_model']:.0%} of the samples) in "
-              f"{auto['rounds']} rounds, ranking separated: {auto['ranking_separated']}; same ranking as fixed: "
+              f"{auto['rounds']} round(s), ranking separated: {auto['ranking_separated']}; same ranking as fixed: "
               f"{'yes' if same else 'no'} ({' > '.join(auto['order'])})")  # fmt: skip
         slow, fast = results[f"fixed {seed}"]["wall"], results[f"auto {seed}"]["wall"]
         _timing.print_measures({f"fixed, seed {seed}": slow, f"auto, seed {seed}": fast})

@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="sandbox builds, comma-separated")
     parser.add_argument("study_args", nargs="*", help="passed to every `rmteacher study` (after --)")
     args = parser.parse_args(argv)
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give sandbox build seeds as non-negative integers, e.g. 0,1,2")
+    if not seeds or min(seeds) < 0:
+        parser.error(f"--seeds {args.seeds!r}: give sandbox build seeds as non-negative integers, e.g. 0,1,2")
     for seed in seeds:
         out = args.out / f"build{seed}"
         command = [

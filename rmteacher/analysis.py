@@ -38,6 +38,7 @@ __all__ = [
     "reward_increase",
     "summarize_reward_model",
     "teacher_score",
+    "with_combined_rows",
 ]
 
 #: Rows of the paper's Table 2, in its order.
@@ -256,6 +257,15 @@ def _correlate(x: np.ndarray, y: np.ndarray) -> Correlation:
     )
 
 
+def with_combined_rows(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``columns`` (``reward_variance``, ``on_policy_accuracy``, ``off_policy_accuracy``, one value per reward model)
+    plus the paper's two combined Table 2 rows, as simple averages (see :func:`correlation_table`)."""
+    out = dict(columns)
+    out["on_and_off_policy_accuracy"] = (out["on_policy_accuracy"] + out["off_policy_accuracy"]) / 2
+    out["reward_variance_and_accuracy"] = (out["reward_variance"] + out["on_and_off_policy_accuracy"]) / 2
+    return out
+
+
 def correlation_table(
     reward_variance: Sequence[float] | np.ndarray,
     on_policy_accuracy: Sequence[float] | np.ndarray,
@@ -290,8 +300,7 @@ def correlation_table(
             raise ValueError(f"{name} has a non-finite value at reward model {int(np.argmax(~np.isfinite(values)))}")
     if n < 3:
         raise ValueError(f"a correlation needs at least 3 reward models; got {n}")
-    columns["on_and_off_policy_accuracy"] = (columns["on_policy_accuracy"] + columns["off_policy_accuracy"]) / 2
-    columns["reward_variance_and_accuracy"] = (columns["reward_variance"] + columns["on_and_off_policy_accuracy"]) / 2
+    columns = with_combined_rows(columns)
     return {
         row: {name: _correlate(columns[row], values) for name, values in increase_columns.items()}
         for row in CORRELATION_ROWS

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rmteacher.analysis import CORRELATION_ROWS, correlation_table
+from rmteacher.analysis import CORRELATION_ROWS, correlation_table, with_combined_rows
 from rmteacher.metrics import ConfidenceInterval
 from rmteacher.report.render import (
     Block,
@@ -163,10 +163,7 @@ def correlation_cells(
     its two-level bootstrap CI and its permutation p-values (:func:`correlation_with_uncertainty`)."""
     proxies = table[table["reward_model"] != TRUTH]
     names = list(proxies["reward_model"])
-    columns = {k: np.nan_to_num(proxies[k].to_numpy(dtype=float)) for k in CORRELATION_ROWS[:3]}
-    # The paper's two combined rows, as rmteacher.analysis.correlation_table defines them (simple averages).
-    columns["on_and_off_policy_accuracy"] = (columns["on_policy_accuracy"] + columns["off_policy_accuracy"]) / 2
-    columns["reward_variance_and_accuracy"] = (columns["reward_variance"] + columns["on_and_off_policy_accuracy"]) / 2
+    columns = with_combined_rows({k: np.nan_to_num(proxies[k].to_numpy(dtype=float)) for k in CORRELATION_ROWS[:3]})
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for row in CORRELATION_ROWS:
         x = columns[row]

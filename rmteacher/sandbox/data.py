@@ -3,11 +3,21 @@
 Everything here is pure Python over ``random.Random`` instances passed in, so the same seed gives the same rows
 on every machine, independent of torch and of global RNG state.
 
-Two different generators of answers are used on purpose. The SFT demonstrations come from
-:func:`noisy_sort` (the sorted letters with a typical mistake), so the policy learns a mixture of right and
-slightly wrong answers. The preference pairs come from :func:`partial_bubble_sort` (the input after a few passes
-of bubble sort, sometimes with a letter replaced), a different distribution from the policy's own samples, as
-the paper's off-policy UltraFeedback pairs are (spec §3, "Data").
+The two generators of answers are built to show the mechanism that makes on-policy data matter in the paper
+(Section 4.1): a reward model trained on pairs unlike the policy's outputs learns distinctions that the policy's
+samples do not exhibit, so it barely varies across them.
+
+- The SFT demonstrations come from :func:`noisy_sort`: the sorted letters with a typical *ordering* mistake, and
+  with the vowels always left out (:data:`BLIND_SPOT`). The fine-tuned policy inherits both: its samples for one
+  prompt differ in their order, and all of them miss the same letters.
+- The off-policy preference pairs come from :func:`letters_variant`: answers in the right order whose *letters*
+  are wrong (some left out, some not in the prompt added), a different distribution from the policy's samples, as
+  the paper's UltraFeedback pairs are (spec §3, "Data").
+
+A reward model trained only on those pairs learns which letters an answer has, something the policy's samples for
+one prompt share; its reward moves from prompt to prompt (how many vowels each misses) and little within one, so its
+normalized reward variance under the policy is low. A reward model trained on the policy's own samples learns their
+ordering mistakes, and its variance is high. ``rmteacher study`` trains the five mixes in between (Table 1).
 """
 
 from __future__ import annotations
@@ -21,28 +31,30 @@ from typing import Any
 from rmteacher.sandbox.task import MAX_LETTERS, MIN_LETTERS, make_prompt, score, target
 
 __all__ = [
+    "BLIND_SPOT",
     "LENGTH_MISTAKES",
     "ORDER_MISTAKES",
     "SandboxTables",
     "length_mistakes",
+    "letters_variant",
     "make_tables",
     "noisy_sort",
     "order_mistakes",
-    "partial_bubble_sort",
     "preference_pair",
     "prompt_rows",
     "random_letters",
 ]
 
-# Mixture of the SFT demonstrations: (probability, kind). Tuned so the fine-tuned policy is partly competent
-# (mean ground truth around 0.3, see builder.py) with clear within-prompt spread.
+# Mixture of the SFT demonstrations: (probability, kind). Every kind keeps the answer's letters (before the blind
+# spot), so the policy's samples for one prompt differ in order, not in which letters they have (module docstring).
 DEMONSTRATION_MIX: tuple[tuple[float, str], ...] = (
     (0.35, "sorted"),
-    (0.20, "swap"),
-    (0.15, "drop"),
+    (0.35, "swap"),
     (0.15, "copy"),
     (0.15, "prefix"),
 )
+#: Letters every SFT demonstration leaves out: the policy's systematic mistake, the same in all its samples.
+BLIND_SPOT = frozenset("aeiou")
 
 
 def random_letters(rng: random.Random) -> str:
@@ -68,11 +80,11 @@ def prompt_rows(letter_sets: Iterable[str], *, prefix: str) -> list[dict[str, st
 
 
 def noisy_sort(letters: str, rng: random.Random) -> str:
-    """A demonstration of mixed quality: the sorted letters, or the sorted letters with one typical mistake.
+    """A demonstration of mixed quality: the sorted letters, or with one typical ordering mistake; vowels left out.
 
     Kinds (probabilities in :data:`DEMONSTRATION_MIX`): ``sorted`` (right), ``swap`` (two neighbours exchanged),
-    ``drop`` (one letter left out), ``copy`` (the input unchanged), ``prefix`` (a sorted prefix, then the remaining
-    letters in input order).
+    ``copy`` (the input unchanged), ``prefix`` (a sorted prefix, then the remaining letters in input order). Then the
+    letters of :data:`BLIND_SPOT` are removed, whatever the kind: ``"qdamz"`` -> ``"dmqz"`` at best.
     """
     kinds = [kind for _, kind in DEMONSTRATION_MIX]
     weights = [p for p, _ in DEMONSTRATION_MIX]
@@ -81,14 +93,12 @@ def noisy_sort(letters: str, rng: random.Random) -> str:
     if kind == "swap":
         i = rng.randrange(len(answer) - 1)
         answer[i], answer[i + 1] = answer[i + 1], answer[i]
-    elif kind == "drop":
-        del answer[rng.randrange(len(answer))]
     elif kind == "copy":
         answer = list(letters)
     elif kind == "prefix":
         head = answer[: rng.randrange(1, len(answer))]
         answer = head + [c for c in letters if c not in head]
-    return "".join(answer)
+    return "".join(c for c in answer if c not in BLIND_SPOT)
 
 
 # Two more demonstration mixes for `rmteacher study --design policies` (the paper's Section 4.2: initial policies
@@ -153,26 +163,28 @@ def order_mistakes(letters: str, rng: random.Random) -> str:
     return "".join(answer)
 
 
-def partial_bubble_sort(letters: str, rng: random.Random) -> str:
-    """An off-policy answer: the input after a random number of bubble-sort passes, a letter replaced 30% of times."""
-    answer = list(letters)
-    for _ in range(rng.randrange(len(answer))):
-        for i in range(len(answer) - 1):
-            if answer[i] > answer[i + 1]:
-                answer[i], answer[i + 1] = answer[i + 1], answer[i]
-    if rng.random() < 0.3:
-        answer[rng.randrange(len(answer))] = rng.choice(string.ascii_lowercase)
-    return "".join(answer)
+def letters_variant(letters: str, rng: random.Random) -> str:
+    """An off-policy answer, always in alphabetical order, whose letters are wrong in a random way.
+
+    Some of the prompt's letters (0 to all but one, uniformly) are left out, and with probability 1/2 one or two
+    letters not in the prompt are added: ``"qdamz"`` -> ``"admz"``, ``"adkmqz"``, ``"dq"``. The answers differ in
+    their letters only, which the policy's samples for one prompt do not (module docstring).
+    """
+    answer = sorted(letters)
+    kept = rng.sample(answer, len(answer) - rng.randrange(len(answer)))
+    foreign = [c for c in string.ascii_lowercase if c not in letters]
+    extra = rng.sample(foreign, rng.choice((0, 0, 1, 2)))
+    return "".join(sorted(kept + extra))
 
 
 def preference_pair(letters: str, rng: random.Random, *, max_tries: int = 100) -> tuple[str, str, float, float]:
-    """Two :func:`partial_bubble_sort` answers ordered by the ground truth, redrawn until their scores differ.
+    """Two :func:`letters_variant` answers ordered by the ground truth, redrawn until their scores differ.
 
     Returns:
         ``(chosen, rejected, score_chosen, score_rejected)`` with ``score_chosen > score_rejected``.
     """
     for _ in range(max_tries):
-        first, second = partial_bubble_sort(letters, rng), partial_bubble_sort(letters, rng)
+        first, second = letters_variant(letters, rng), letters_variant(letters, rng)
         first_score, second_score = score(letters, first), score(letters, second)
         if first_score > second_score:
             return first, second, first_score, second_score

@@ -57,7 +57,9 @@ class PolicyRecipe:
 
 
 POLICIES: tuple[PolicyRecipe, ...] = (
-    PolicyRecipe("mixed", None, "the sandbox's policy: SFT on mixed mistakes (swaps, drops, copies, sorted prefixes)"),
+    PolicyRecipe(
+        "mixed", None, "the sandbox's policy: SFT on ordering mistakes (swaps, copies, sorted prefixes) without vowels"
+    ),
     PolicyRecipe("length_mistakes", "length_mistakes", "SFT on sorted answers with letters dropped or added"),
     PolicyRecipe("order_mistakes", "order_mistakes", "SFT on the right letters, sometimes in the wrong order"),
 )

@@ -73,7 +73,14 @@ class RLConfig:
     kl_coef: float = option(0.05, help="KL coefficient beta (the paper: 0.05 for RLOO; its GRPO had none in effect)")
     samples_per_prompt: int = option(4, help="completions per prompt, k (the paper: 2)")
     prompts_per_step: int = option(8, help="prompts per optimizer step (the paper: 32)")
-    learning_rate: float = option(5e-5, help="Adam learning rate, constant (the paper: 1e-7 for 1B models)")
+    learning_rate: float = option(5e-5, help="learning rate, constant (the paper: Adam at 1e-7 for 1B models)")
+    optimizer: Literal["adamw", "sgd"] = option(
+        "adamw",
+        help="adamw: TRL's default, as the paper's experiments; sgd: plain gradient descent, the setting of the "
+        "paper's theory (gradient flow), where the update grows with the reward's variance instead of being "
+        "rescaled away per parameter",
+    )
+    max_grad_norm: float = option(1.0, help="clip the gradient norm to this; 0: no clipping (TRL's default: 1)")
     max_new_tokens: int = option(16, help="most tokens per completion (the paper: 512)")
     temperature: float = option(1.0, help="sampling temperature (the paper: 1)")
     max_steps: int = option(60, help="optimizer steps")
@@ -102,6 +109,8 @@ class RLConfig:
             (self.prompts_per_step >= 1, f"--prompts-per-step must be >= 1; got {self.prompts_per_step}"),
             (math.isfinite(self.learning_rate) and self.learning_rate > 0,
              f"--learning-rate must be a finite number > 0; got {self.learning_rate}"),
+            (math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0,
+             f"--max-grad-norm must be a finite number >= 0 (0: no clipping); got {self.max_grad_norm}"),
             seed_check("--seed", self.seed),
             seed_check("--scale-seed", self.scale_seed),
             (self.cpu_threads >= 0, f"--cpu-threads must be >= 0; got {self.cpu_threads}"),
@@ -453,6 +462,8 @@ def trl_arguments(config: RLConfig, *, num_rewards: int) -> Any:
         "top_p": 1.0,
         "learning_rate": config.learning_rate,
         "lr_scheduler_type": "constant",  # the paper: constant learning rate
+        "optim": "sgd" if config.optimizer == "sgd" else "adamw_torch_fused",  # TRL's default for adamw
+        "max_grad_norm": config.max_grad_norm,  # HF Trainer: 0 turns clipping off
         "beta": config.kl_coef,
         "reward_weights": [1.0] + [0.0] * (num_rewards - 1),  # the ground truth is logged, never trained on
         "logging_steps": 1,

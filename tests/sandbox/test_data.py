@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from rmteacher.sandbox.data import make_tables, noisy_sort, partial_bubble_sort, preference_pair
+from rmteacher.sandbox.data import BLIND_SPOT, letters_variant, make_tables, noisy_sort, preference_pair
 from rmteacher.sandbox.task import MAX_LETTERS, MIN_LETTERS, prompt_letters, score, target
 
 
@@ -43,21 +43,35 @@ def test_pairs_one_per_train_prompt_and_labelled_by_the_ground_truth(tables) -> 
         assert pair["score_chosen"] > pair["score_rejected"]
 
 
-def test_demonstrations_are_of_mixed_quality(tables) -> None:  # type: ignore[no-untyped-def]
+def test_demonstrations_are_of_mixed_quality_and_always_miss_the_blind_spot(tables) -> None:  # type: ignore[no-untyped-def]
     scores = [row["score"] for row in tables.demonstrations]
+    # Right only when drawn sorted (35%) and the prompt has no vowel (about 30% of prompts), or by chance.
     right = sum(s == 1.0 for s in scores) / len(scores)
-    assert 0.3 < right < 0.55  # 35% are drawn right; some 'prefix' and 'copy' answers come out sorted by chance
+    assert 0.05 < right < 0.25
     assert sum(s < 0.5 for s in scores) / len(scores) > 0.2
     assert len({round(s, 6) for s in scores}) > 10
+    for row in tables.demonstrations:
+        letters = prompt_letters(row["prompt"])
+        assert sorted(row["completion"]) == sorted(c for c in letters if c not in BLIND_SPOT)  # only order varies
+
+
+def test_noisy_sort_by_hand() -> None:
+    outputs = {noisy_sort("qdamz", random.Random(seed)) for seed in range(200)}
+    assert "dmqz" in outputs  # sorted, 'a' left out
+    assert "qdmz" in outputs  # the input copied, 'a' left out
+    assert all(sorted(o) == list("dmqz") for o in outputs)
 
 
 def test_generators_are_seeded() -> None:
-    for generator in (noisy_sort, partial_bubble_sort, preference_pair):
+    for generator in (noisy_sort, letters_variant, preference_pair):
         assert generator("qdamz", random.Random(3)) == generator("qdamz", random.Random(3))
 
 
-def test_partial_bubble_sort_makes_progress_toward_sorted() -> None:
+def test_letters_variant_is_in_order_and_varies_only_in_its_letters() -> None:
     rng = random.Random(0)
-    outputs = {partial_bubble_sort("gfedcba", rng) for _ in range(200)}
+    outputs = [letters_variant("gfedcba", rng) for _ in range(300)]
+    assert all(list(o) == sorted(o) and len(set(o)) == len(o) for o in outputs)
     assert target("gfedcba") in outputs
-    assert "gfedcba" in outputs
+    assert any(len(o) == 1 for o in outputs)  # all but one left out
+    assert any(set(o) - set("gfedcba") for o in outputs)  # letters not in the prompt added
+    assert all(len(set(o) - set("gfedcba")) <= 2 for o in outputs)

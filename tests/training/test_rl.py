@@ -127,11 +127,31 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, run: Path, s
     assert final["ground_truth_increase"] == pytest.approx(reference["ground_truth_increase"], abs=0.05)
 
 
+def test_sgd_step_is_the_learning_rate_times_the_gradient(tmp_path: Path) -> None:
+    """--optimizer sgd (the paper's theory): one step moves the weights by lr x the gradient, whose norm TRL logs;
+    --max-grad-norm 1 clips that norm to 1, and 0 turns clipping off."""
+    one_step = ["--optimizer", "sgd", "--learning-rate", "0.01", "--max-steps", "1", "--eval-every", "1"]
+    for name, clip in (("free", "0"), ("clipped", "1")):
+        assert rl(tmp_path / name, *one_step, "--max-grad-norm", clip) == 0
+    before = weights(Path(json.loads((tmp_path / "free" / "config.json").read_text())["policy"]))
+
+    def moved(name: str) -> float:
+        after = weights(tmp_path / name / "policy")
+        return float(np.sqrt(sum(((after[k] - before[k]).astype(np.float64) ** 2).sum() for k in before)))
+
+    grad_norm = next(r["grad_norm"] for r in records(tmp_path / "free") if "grad_norm" in r)
+    assert grad_norm > 1.5  # so that clipping at 1 bites
+    assert moved("free") == pytest.approx(0.01 * grad_norm, rel=1e-3)
+    assert moved("clipped") == pytest.approx(0.01 * 1.0, rel=1e-3)
+
+
 def test_bad_input(tmp_path: Path, run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rl(run, "--temperature", "0.5") == 2
     assert "holds a different rl run: temperature (1.0 there, 0.5 now)" in capsys.readouterr().err
     assert rl(tmp_path / "x", "--scale-fraction", "1.5") == 2
     assert "--scale-fraction must be in [0, 1]; got 1.5" in capsys.readouterr().err
+    assert rl(tmp_path / "x", "--max-grad-norm", "-1") == 2
+    assert "--max-grad-norm must be a finite number >= 0 (0: no clipping); got -1.0" in capsys.readouterr().err
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "notes.txt").write_text("mine")
     assert rl(tmp_path / "z") == 2

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rmteacher.options import option
 from rmteacher.report import policies, reward_models
+from rmteacher.study.stages import StudyConfig
 
 __all__ = ["ReportConfig", "design_of", "run_report"]
 
@@ -21,8 +23,10 @@ class ReportConfig:
     """Options of `rmteacher report`."""
 
     run_dir: Path = option(help="a `rmteacher study` run directory", positional=True)
-    table_eval: int = option(
-        1, help="which evaluation along training the correlation table uses (--design reward-models)"
+    table_eval: int | None = option(
+        None,
+        help="which evaluation along training the findings and the correlation table use (--design reward-models; "
+        "default: the study's own --table-eval)",
     )
 
 
@@ -32,13 +36,22 @@ def design_of(run_dir: Path) -> str:
     return json.loads(manifest.read_text())["design"] if manifest.exists() else "reward-models"
 
 
+def study_option(run_dir: Path, name: str) -> Any:
+    """An option the study in ``run_dir`` ran with, from its ``study.json``; StudyConfig's default where the file
+    or the option is missing (a run from before the option existed)."""
+    manifest = run_dir / "study.json"
+    recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
+    return recorded.get(name, getattr(StudyConfig(), name))
+
+
 def run_report(config: ReportConfig) -> str:
     """Writes the analysis, tables, figures, ``report.md`` and ``report.html``; returns the findings to print."""
     if design_of(config.run_dir) == "policies":
         analysis = policies.analyze(config.run_dir)
         policies.write_report(config.run_dir, analysis)
     else:
-        analysis = reward_models.analyze(config.run_dir, table_eval=config.table_eval)
+        table_eval = config.table_eval if config.table_eval is not None else study_option(config.run_dir, "table_eval")
+        analysis = reward_models.analyze(config.run_dir, table_eval=table_eval)
         reward_models.write_report(config.run_dir, analysis)
     return "\n".join(
         [*analysis["findings"], f"Report: {config.run_dir / 'report.md'}, {config.run_dir / 'report.html'}"]

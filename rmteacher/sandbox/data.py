@@ -166,14 +166,16 @@ def order_mistakes(letters: str, rng: random.Random) -> str:
 def letters_variant(letters: str, rng: random.Random) -> str:
     """An off-policy answer, always in alphabetical order, whose letters are wrong in a random way.
 
-    Some of the prompt's letters (0 to all but one, uniformly) are left out, and with probability 1/2 one or two
-    letters not in the prompt are added: ``"qdamz"`` -> ``"admz"``, ``"adkmqz"``, ``"dq"``. The answers differ in
-    their letters only, which the policy's samples for one prompt do not (module docstring).
+    0, 1 or 2 of the prompt's letters are left out and 0, 1 or 2 letters not in the prompt are added, each count
+    uniform: ``"qdamz"`` -> ``"admqz"``, ``"admz"``, ``"adkmqwz"``. Leaving out and adding are equally likely, so an
+    answer's length says nothing of its quality on average and a reward model cannot learn "longer is better" from
+    these pairs (a generator that left out more letters than it added taught exactly that, and RL from its reward
+    model then appended letters). The answers differ in their letters only, which the policy's samples for one
+    prompt do not (module docstring).
     """
     answer = sorted(letters)
-    kept = rng.sample(answer, len(answer) - rng.randrange(len(answer)))
-    foreign = [c for c in string.ascii_lowercase if c not in letters]
-    extra = rng.sample(foreign, rng.choice((0, 0, 1, 2)))
+    kept = rng.sample(answer, len(answer) - rng.choice((0, 1, 2)))
+    extra = rng.sample([c for c in string.ascii_lowercase if c not in letters], rng.choice((0, 1, 2)))
     return "".join(sorted(kept + extra))
 
 

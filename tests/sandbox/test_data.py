@@ -72,6 +72,7 @@ def test_letters_variant_is_in_order_and_varies_only_in_its_letters() -> None:
     outputs = [letters_variant("gfedcba", rng) for _ in range(300)]
     assert all(list(o) == sorted(o) and len(set(o)) == len(o) for o in outputs)
     assert target("gfedcba") in outputs
-    assert any(len(o) == 1 for o in outputs)  # all but one left out
-    assert any(set(o) - set("gfedcba") for o in outputs)  # letters not in the prompt added
-    assert all(len(set(o) - set("gfedcba")) <= 2 for o in outputs)
+    left_out = [len(set("gfedcba") - set(o)) for o in outputs]
+    added = [len(set(o) - set("gfedcba")) for o in outputs]
+    assert set(left_out) == set(added) == {0, 1, 2}
+    assert abs(sum(left_out) - sum(added)) < 0.15 * len(outputs)  # as many letters added as left out: length is no cue

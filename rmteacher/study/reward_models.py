@@ -66,6 +66,8 @@ def study_reward_models(
     )
     if pairs is None and not config.reward_model:
         raise ValueError("--pairs is needed to train reward models on on/off-policy mixes (or give --reward-model)")
+    if config.system_prompt is not None:
+        check_policy_renders(policy, Path(prompts), config)
     prepare_run_dir(config)
     sizes = Sizes.of(config)
     stages = Stages(config.out)
@@ -190,3 +192,19 @@ def study_reward_models(
     analysis = analyze(config.out, table_eval=config.table_eval)
     write_report(config.out, analysis)
     return analysis
+
+
+def check_policy_renders(policy: str, prompts: Path, config: StudyConfig) -> None:
+    """Renders the first prompt with ``--system-prompt`` through the policy's chat template before any stage runs,
+    so that a template rejecting a system message stops the study here, not after the reward models are trained.
+
+    Raises:
+        ValueError: the template's own message, naming the tokenizer and the roles.
+    """
+    from rmteacher.models import load_tokenizer
+    from rmteacher.rendering import render_prompt
+    from rmteacher.tables import load_prompts
+
+    first = load_prompts(prompts, config.prompt_column)["prompt"].iloc[0]
+    tokenizer = load_tokenizer(policy, kind="policy", trust_remote_code=config.trust_remote_code)
+    render_prompt(tokenizer, first, system_prompt=config.system_prompt)

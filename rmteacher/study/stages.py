@@ -118,6 +118,11 @@ class StudyConfig:
                     "task; use --design reward-models to study one given policy",
                 ),
                 (
+                    self.design != "policies" or self.system_prompt is None,
+                    f"--system-prompt {self.system_prompt!r}: --design policies runs on the sandbox's own policies, "
+                    "whose chat template has no system role; use --design reward-models with your --policy",
+                ),
+                (
                     not self.reward_model or len(self.reward_model) >= fewest,
                     f"--reward-model: {len(self.reward_model)} given; --design {self.design} correlates over {over}, "
                     f"and a correlation needs 3: give at least {fewest}",

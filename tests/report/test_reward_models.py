@@ -118,7 +118,7 @@ def test_what_the_run_directory_must_hold(tmp_path: Path) -> None:
 
 def test_write_report_and_the_command(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
-    write_report(run, analyze(run))
+    write_report(run, analyze(run, table_eval=2))
     for name in ("analysis.json", "table1.csv", "table2_input.csv", "fig_reward_increase.png",
                  "fig_ground_truth_vs_kl.png", "report.md", "report.html"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
@@ -128,7 +128,12 @@ def test_write_report_and_the_command(tmp_path: Path) -> None:
     assert (run / "report.html").read_text().count("data:image/png;base64,") == 3
     before = report
     (run / "report.md").unlink()
-    assert design_of(run) == "reward-models"  # no study.json: the Section 4.1 report
+    assert design_of(run) == "reward-models"  # no study.json: the Section 4.1 report, at the study's default eval 2
     printed = run_report(ReportConfig(run_dir=run))
     assert printed.splitlines()[-1] == f"Report: {run / 'report.md'}, {run / 'report.html'}"
     assert (run / "report.md").read_text() == before
+    assert printed.startswith("After 10 RL steps")
+    # The study's own --table-eval, from its study.json; an explicit one wins.
+    (run / "study.json").write_text(json.dumps({"design": "reward-models", "table_eval": 1}))
+    assert run_report(ReportConfig(run_dir=run)).startswith("After 5 RL steps")
+    assert run_report(ReportConfig(run_dir=run, table_eval=2)).startswith("After 10 RL steps")

@@ -94,6 +94,8 @@ def test_report_and_study_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no evaluate/metrics.json" in capsys.readouterr().err
     assert main(["study", "--out", str(tmp_path / "s"), "--table-eval", "9"]) == 2
     assert "--table-eval must be in [1, --rl-evals=6]; got 9" in capsys.readouterr().err
+    assert main(["study", "--out", str(tmp_path / "s"), "--design", "policies", "--system-prompt", "Be brief."]) == 2
+    assert "--design policies runs on the sandbox's own policies, whose chat template" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "file.txt").write_text("x")
     assert main(["study", "--out", str(tmp_path / "other")]) == 2
@@ -148,3 +150,19 @@ def test_the_pipeline_takes_its_inputs_explicitly(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--pairs is needed to train reward models"):
         study_reward_models(config, policy="p", prompts=Path("s"), eval_prompts=Path("e"), ground_truth="g")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_system_prompt_the_template_rejects_stops_before_any_stage(
+    sandbox_task: SandboxTask, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sandbox's chat template has user and assistant roles only: the study stops at once, exit 2, nothing
+    written (it used to fail at the reward-model stage, leaving a setup stage behind)."""
+    inputs = ["--policy", str(sandbox_task.policy_dir), "--prompts", str(sandbox_task.train_prompts),
+              "--eval-prompts", str(sandbox_task.eval_prompts), "--pairs", str(sandbox_task.pairs),
+              "--ground-truth", "rmteacher.sandbox.task:ground_truth"]  # fmt: skip
+    out = tmp_path / "run"
+    assert main([*QUICK, "--out", str(out), *inputs, "--system-prompt", "Be brief."]) == 2
+    err = capsys.readouterr().err
+    assert "rejected the messages (roles ['system', 'user'])" in err and "drop --system-prompt" in err
+    assert "Traceback" not in err
+    assert not out.exists()

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rmteacher.options import option
 from rmteacher.report import policies, reward_models
-from rmteacher.study.stages import StudyConfig
+from rmteacher.study.stages import StudyConfig, table_evaluation
 
 __all__ = ["ReportConfig", "design_of", "run_report"]
 
@@ -36,12 +35,12 @@ def design_of(run_dir: Path) -> str:
     return json.loads(manifest.read_text())["design"] if manifest.exists() else "reward-models"
 
 
-def study_option(run_dir: Path, name: str) -> Any:
-    """An option the study in ``run_dir`` ran with, from its ``study.json``; StudyConfig's default where the file
-    or the option is missing (a run from before the option existed)."""
+def study_table_eval(run_dir: Path) -> int:
+    """The evaluation the study in ``run_dir`` used for its findings, from the options in its ``study.json`` (a run
+    without one gets the study's default)."""
     manifest = run_dir / "study.json"
     recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
-    return recorded.get(name, getattr(StudyConfig(), name))
+    return table_evaluation(recorded.get("table_eval"), recorded.get("rl_evals", StudyConfig().rl_evals))
 
 
 def run_report(config: ReportConfig) -> str:
@@ -50,7 +49,7 @@ def run_report(config: ReportConfig) -> str:
         analysis = policies.analyze(config.run_dir)
         policies.write_report(config.run_dir, analysis)
     else:
-        table_eval = config.table_eval if config.table_eval is not None else study_option(config.run_dir, "table_eval")
+        table_eval = config.table_eval if config.table_eval is not None else study_table_eval(config.run_dir)
         analysis = reward_models.analyze(config.run_dir, table_eval=table_eval)
         reward_models.write_report(config.run_dir, analysis)
     return "\n".join(

@@ -22,7 +22,16 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rmteacher.study.stages import Sizes, Stages, StudyConfig, prepare_run_dir, record_timings, require_inputs, rl_run
+from rmteacher.study.stages import (
+    Sizes,
+    Stages,
+    StudyConfig,
+    prepare_run_dir,
+    record_timings,
+    require_inputs,
+    rl_run,
+    table_evaluation,
+)
 from rmteacher.tables import LOW_VARIANCE, TRUTH
 
 __all__ = ["FRACTIONS", "study_reward_models"]
@@ -189,7 +198,7 @@ def study_reward_models(
 
     # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)
-    analysis = analyze(config.out, table_eval=config.table_eval)
+    analysis = analyze(config.out, table_eval=table_evaluation(config.table_eval, config.rl_evals))
     write_report(config.out, analysis)
     return analysis
 

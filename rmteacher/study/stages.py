@@ -22,6 +22,7 @@ from rmteacher.tables import write_json_atomic
 from rmteacher.threads import CPU_THREADS_HELP
 
 __all__ = [
+    "DEFAULT_TABLE_EVAL",
     "INPUTS",
     "Sizes",
     "Stages",
@@ -32,10 +33,20 @@ __all__ = [
     "record_timings",
     "require_inputs",
     "rl_run",
+    "table_evaluation",
 ]
 
 #: The options naming what a study runs on; `rmteacher study` takes the built-in sandbox's when none is given.
 INPUTS = ("policy", "prompts", "eval_prompts", "pairs", "ground_truth")
+#: The evaluation along training that the findings and Table 2 use when --table-eval is not given (README, "Three
+#: sandbox builds": after the first, 10 steps of 60, the ground truth's own increase was within its seed spread).
+DEFAULT_TABLE_EVAL = 2
+
+
+def table_evaluation(table_eval: int | None, rl_evals: int) -> int:
+    """The evaluation a study's findings use: ``--table-eval`` when given, else :data:`DEFAULT_TABLE_EVAL` or the
+    last evaluation when there are fewer."""
+    return table_eval if table_eval is not None else min(DEFAULT_TABLE_EVAL, rl_evals)
 
 
 @dataclass
@@ -71,10 +82,11 @@ class StudyConfig:
     eval_samples: int = option(10, help="samples per prompt for Table 1 (the paper: 10)")
     rl_steps: int | None = option(None, help="RLOO steps per run (default 60, --quick 12)")
     rl_evals: int = option(6, help="evaluations along training (the paper: one per epoch, 6 epochs)")
-    table_eval: int = option(
-        2,
-        help="which evaluation the findings and the correlation table use (the paper: after epoch 1 of 6; here "
-        "the 2nd of 6, step 20 of 60, where the ground truth's own increase first exceeds its seed-to-seed spread)",
+    table_eval: int | None = option(
+        None,
+        help="which evaluation the findings and the correlation table use (the paper: after epoch 1 of 6; default "
+        f"here: the {DEFAULT_TABLE_EVAL}nd, step 20 of 60, where the ground truth's own increase first exceeds its "
+        "seed-to-seed spread; the last one when --rl-evals is smaller)",
     )
     max_new_tokens: int = option(16, help="most tokens per completion (the paper: 512)")
     learning_rate: float = option(5e-5, help="RLOO learning rate (the paper: 1e-7 at 1B parameters)")
@@ -104,7 +116,7 @@ class StudyConfig:
                 (self.rl_steps is None or self.rl_steps >= 2, f"--rl-steps must be >= 2; got {self.rl_steps}"),
                 (self.rl_evals >= 1, f"--rl-evals must be >= 1; got {self.rl_evals}"),
                 (
-                    1 <= self.table_eval <= self.rl_evals,
+                    self.table_eval is None or 1 <= self.table_eval <= self.rl_evals,
                     f"--table-eval must be in [1, --rl-evals={self.rl_evals}]; got {self.table_eval}",
                 ),
                 (self.eval_samples >= 2, f"--eval-samples must be >= 2; got {self.eval_samples}"),

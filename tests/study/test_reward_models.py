@@ -11,6 +11,7 @@ from rmteacher.cli import main
 from rmteacher.commands.study import resolve_inputs
 from rmteacher.sandbox import SandboxTask
 from rmteacher.study import StudyConfig, study_reward_models
+from rmteacher.study.stages import table_evaluation
 
 QUICK = ["study", "--quick", "--no-progress"]
 
@@ -166,3 +167,12 @@ def test_a_system_prompt_the_template_rejects_stops_before_any_stage(
     assert "rejected the messages (roles ['system', 'user'])" in err and "drop --system-prompt" in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_findings_evaluation_defaults_to_the_second_or_the_last() -> None:
+    assert table_evaluation(None, 6) == 2  # step 20 of 60
+    assert table_evaluation(None, 1) == 1  # --rl-evals 1 alone is not an error about an option not given
+    assert table_evaluation(4, 6) == 4
+    assert StudyConfig(rl_evals=1).table_eval is None
+    with pytest.raises(ValueError, match=r"--table-eval must be in \[1, --rl-evals=1\]; got 2"):
+        StudyConfig(rl_evals=1, table_eval=2)

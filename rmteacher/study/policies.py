@@ -17,7 +17,7 @@ poor one for another). Here, on the sandbox task:
 The reward models default to :data:`rmteacher.sandbox.rewards.POLICY_STUDY_REWARDS`: two perfectly accurate ones
 curved in opposite ways (``strict``, ``lenient``) and two blind to one aspect of the answer (``letters_only``,
 ``order_only``); ``--reward-model`` replaces them. Run: ``rmteacher study --design policies --out runs/policies``
-(~13 min on 2 CPU cores) or ``... --quick`` (~1 min); from Python, :func:`study_policies` with explicit inputs.
+(~12 min on 2 CPU cores) or ``... --quick`` (~1 min); from Python, :func:`study_policies` with explicit inputs.
 """
 
 from __future__ import annotations

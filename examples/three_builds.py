@@ -6,7 +6,7 @@ models, and the study's report tests every Section 4.1 claim on it (:mod:`rmteac
 runs the three studies (each resumable: run it again to finish an interrupted one) and collects, per claim and
 build, the verdict and the number the test quotes into ``<out>/three_builds.md`` and ``three_builds.csv``.
 
-Run: ``python examples/three_builds.py --out runs/three-builds`` (about 25-35 minutes on 2 CPU cores; not part
+Run: ``python examples/three_builds.py --out runs/three-builds`` (about 30 minutes on 2 CPU cores at 8 seeds; not part
 of ``make test``). Extra arguments after ``--`` go to every ``rmteacher study`` call.
 """
 

@@ -122,6 +122,11 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+class _BadChoice(argparse.ArgumentTypeError, ValueError):
+    """A value outside a Literal option's choices: argparse prints an ArgumentTypeError's message (it would print
+    only "invalid literal value" for a plain ValueError), and the YAML path catches it as a ValueError."""
+
+
 def _converter(tp: Any) -> Any:
     """A function turning one command-line or YAML value into ``tp``."""
     tp, _ = _unwrap_optional(tp)
@@ -132,7 +137,7 @@ def _converter(tp: Any) -> Any:
         def literal(value: Any) -> Any:
             converted = kind(value)
             if converted not in choices:
-                raise ValueError(f"{value!r} is not one of {', '.join(map(str, choices))}")
+                raise _BadChoice(f"{value!r} is not one of {', '.join(map(str, choices))}")
             return converted
 
         return literal

@@ -119,6 +119,12 @@ def test_command_line_and_yaml_refuse_the_same_integer(tmp_path: Path, capsys: p
         from_yaml(tmp_path, "count: 2.7\n")
 
 
+def test_a_choice_outside_a_literal_names_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["input.csv", "--kind", "c"])
+    assert "argument --kind: 'c' is not one of a, b" in capsys.readouterr().err  # not argparse's "invalid value"
+
+
 def test_command_line_wins_over_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "options.yaml"
     config.write_text("path: a.csv\ncount: 4\nnames: [x, y]\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rmteacher.options import option
 from rmteacher.report import policies, reward_models
@@ -29,27 +30,29 @@ class ReportConfig:
     )
 
 
+def _study_options(run_dir: Path) -> dict[str, Any]:
+    """The options the study in ``run_dir`` ran with, from its ``study.json``; empty where there is none."""
+    manifest = run_dir / "study.json"
+    return json.loads(manifest.read_text()) if manifest.exists() else {}
+
+
 def design_of(run_dir: Path) -> str:
-    """The design of the study in ``run_dir``, from its ``study.json`` (``reward-models`` where there is none)."""
-    manifest = run_dir / "study.json"
-    return json.loads(manifest.read_text())["design"] if manifest.exists() else "reward-models"
-
-
-def study_table_eval(run_dir: Path) -> int:
-    """The evaluation the study in ``run_dir`` used for its findings, from the options in its ``study.json`` (a run
-    without one gets the study's default)."""
-    manifest = run_dir / "study.json"
-    recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
-    return table_evaluation(recorded.get("table_eval"), recorded.get("rl_evals", StudyConfig().rl_evals))
+    """The design of the study in ``run_dir`` (``reward-models`` where there is no ``study.json``)."""
+    return str(_study_options(run_dir).get("design", "reward-models"))
 
 
 def run_report(config: ReportConfig) -> str:
     """Writes the analysis, tables, figures, ``report.md`` and ``report.html``; returns the findings to print."""
-    if design_of(config.run_dir) == "policies":
+    recorded = _study_options(config.run_dir)
+    if recorded.get("design") == "policies":
         analysis = policies.analyze(config.run_dir)
         policies.write_report(config.run_dir, analysis)
-    else:
-        table_eval = config.table_eval if config.table_eval is not None else study_table_eval(config.run_dir)
+    else:  # the study's own --table-eval unless one is given here; StudyConfig's defaults for a run without study.json
+        defaults = StudyConfig()
+        table_eval = table_evaluation(
+            config.table_eval if config.table_eval is not None else recorded.get("table_eval", defaults.table_eval),
+            recorded.get("rl_evals", defaults.rl_evals),
+        )
         analysis = reward_models.analyze(config.run_dir, table_eval=table_eval)
         reward_models.write_report(config.run_dir, analysis)
     return "\n".join(

@@ -79,3 +79,18 @@ def test_study_quick_on_real_architectures(
     assert dict(zip(samples["prompt_id"], samples["answer"], strict=True)) == {
         i: w for i, w in zip(ids, WORDS, strict=True) if i in set(samples["prompt_id"])
     }
+
+
+@pytest.mark.parametrize("policy", ["neox", "qwen2", "llama"])
+def test_system_prompt_check_passes_on_real_templates(zoo, tmp_path: Path, policy: str) -> None:  # type: ignore[no-untyped-def]
+    """The study's early check renders --system-prompt through the policy's own template (none for GPTNeoX, ChatML,
+    Llama-3): each takes a system message, so the check passes; the sandbox's, which does not, is refused in
+    tests/study/test_reward_models.py."""
+    from rmteacher.study.reward_models import check_policy_renders
+    from rmteacher.study.stages import StudyConfig
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": [{"role": "user", "content": "say road"}]}) + "\n")
+    config = StudyConfig(out=tmp_path / "run", system_prompt="Be brief.")
+    check_policy_renders(str(zoo.policies[policy]), prompts, config)
+    assert not (tmp_path / "run").exists()

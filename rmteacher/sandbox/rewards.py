@@ -9,6 +9,8 @@ their accuracy and the variance they induce are easy to reason about:
   the ground truth within a prompt) but almost all its spread is between prompts, so after normalization the
   within-prompt variance is tiny. The paper's point (Theorem 1): such a teacher is accurate yet slow.
 * ``length_biased``: half the ground truth plus 0.1 per character — rewards longer answers, a familiar flaw.
+* ``exact_match``: 1 for exactly the sorted letters, else 0 — a verifier's reward; many prompts get the same reward
+  on every sample (zero variance), the case ``rmteacher select-prompts`` is for.
 
 For ``rmteacher study --design policies`` (the paper's Section 4.2 and Theorem 3: the same reward model can be a good
 teacher for one policy and a poor one for another), four more, each plus a per-prompt offset (see
@@ -41,6 +43,7 @@ __all__ = [
     "GROUND_TRUTH",
     "POLICY_STUDY_REWARDS",
     "accurate_flat",
+    "exact_match",
     "length_biased",
     "lenient",
     "letters_only",
@@ -82,6 +85,11 @@ def accurate_flat(prompts: Prompts, completions: Completions, **kwargs: Any) -> 
 def length_biased(prompts: Prompts, completions: Completions, **kwargs: Any) -> list[float]:
     """0.5 x ground truth + 0.1 x characters in the completion: ``[batch]`` rewards that favour longer answers."""
     return [0.5 * score(x, y) + 0.1 * len(y) for x, y in _pairs(prompts, completions)]
+
+
+def exact_match(prompts: Prompts, completions: Completions, **kwargs: Any) -> list[float]:
+    """1.0 when the completion is exactly the sorted letters, else 0.0: ``[batch]`` rewards of a verifier."""
+    return [float(y == target(x)) for x, y in _pairs(prompts, completions)]
 
 
 def letters_term(letters: str, completion: str) -> float:

@@ -115,8 +115,8 @@ def rl_run(inputs: dict[str, Any], args: argparse.Namespace, prompts: Path, out:
         "seconds": seconds,
         "steps": final["step"],
         "ground_truth_increase": final.get("ground_truth_increase", float("nan")),
-        "ground_truth_raw_increase": final.get("ground_truth_raw_mean", np.nan) - initial.get("ground_truth_raw_mean",
-                                                                                              np.nan),
+        "ground_truth_raw_increase": final.get("ground_truth_raw_mean", np.nan)
+        - initial.get("ground_truth_raw_mean", np.nan),
         "reward_raw_increase": final["proxy_raw_mean"] - initial["proxy_raw_mean"],
         "reward_raw_final": final["proxy_raw_mean"],
         "zero_variance_share_in_training": float(np.mean([z for z in zero if z is not None])) if zero else None,
@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     selected = args.out / "selected.jsonl"
     summary = select_prompts(SelectPromptsConfig(reward=name, out=selected, eval_run=eval_run))
     selection_seconds = time.perf_counter() - start
-    print(f"selected {summary['kept']} of {summary['num_prompts']} prompts in {selection_seconds:.1f} s", file=sys.stderr)
+    print(
+        f"selected {summary['kept']} of {summary['num_prompts']} prompts in {selection_seconds:.1f} s", file=sys.stderr
+    )
 
     # 2. RL, both arms, every seed.
     runs: dict[str, list[dict[str, Any]]] = {"all": [], "selected": []}

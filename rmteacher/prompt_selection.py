@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +39,6 @@ from rmteacher.selection import (
 )
 from rmteacher.tables import (
     PROMPT_ID,
-    TableError,
     check_prompt,
     read_table,
     reward_matrix,
@@ -135,6 +133,11 @@ class SelectPromptsConfig:
                     "--policy needs --prompts: the prompts to sample and select from",
                 ),
                 (
+                    self.policy is not None or self.prompts is None,
+                    f"--prompts {self.prompts}: EVAL_RUN's prompts are in its samples; --prompts is for sampling with "
+                    "--policy",
+                ),
+                (
                     self.policy is not None or "=" not in self.reward,
                     f"--reward {self.reward!r}: with EVAL_RUN give the reward's name in the run, not NAME=TARGET",
                 ),
@@ -166,8 +169,8 @@ def summary_path(out: Path) -> Path:
 
 
 def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
-    """Selects, writes ``--out`` and its summary; returns the summary. Warnings (few samples, replaced columns) go
-    through :mod:`warnings`.
+    """Selects, writes ``--out`` and its summary; returns the summary. What a user must know (few samples, replaced
+    or dropped columns, kept flat prompts) is in its ``notes``.
 
     Raises:
         ValueError: a run without samples, an unknown reward name, one sample per prompt, no prompt kept.
@@ -229,7 +232,7 @@ def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
         "reward": name,
         "rule": {"kind": rule.kind, "value": rule.value, "description": rule.describe()},
         "samples_per_prompt": num_samples,
-        "num_prompts": int(len(keep)),
+        "num_prompts": len(keep),
         "kept": int(keep.sum()),
         "dropped": int((~keep).sum()),
         "zero_variance_prompts": int(flat.sum()),
@@ -241,8 +244,6 @@ def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
         "notes": notes,
     }
     write_json_atomic(summary_path(config.out), summary)
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
     return summary
 
 
@@ -307,7 +308,9 @@ def _prompt_table(
     copies them); returns the table and the columns that vary within a prompt (not written)."""
     candidates = [c for c in frame.columns if c not in (PROMPT_ID, *_SAMPLE_COLUMNS) and c not in rewards]
     skipped = [
-        c for c in candidates if c != "prompt" and (frame[c].map(_canonical).groupby(frame[PROMPT_ID]).nunique() > 1).any()
+        c
+        for c in candidates
+        if c != "prompt" and (frame[c].map(_canonical).groupby(frame[PROMPT_ID]).nunique() > 1).any()
     ]
     first = frame.drop_duplicates(PROMPT_ID).set_index(PROMPT_ID).loc[prompt_ids].reset_index()
     table = pd.DataFrame({PROMPT_ID: first[PROMPT_ID]})
@@ -315,12 +318,13 @@ def _prompt_table(
         if column in skipped:
             continue
         if column == "prompt":
-            texts = [check_prompt(v, where=f"prompt_id={_plain(p)!r}") for p, v in zip(first[PROMPT_ID], first[column],
-                                                                                      strict=True)]
+            texts = [
+                check_prompt(v, where=f"prompt_id={_plain(p)!r}")
+                for p, v in zip(first[PROMPT_ID], first[column], strict=True)
+            ]
             table[prompt_column] = pd.Series(texts, dtype=object)
         else:
-            table[column] = pd.Series([_plain(v) for v in first[column]], dtype=first[column].dtype
-                                      if first[column].dtype != object else object)
+            table[column] = first[column].map(_plain) if first[column].dtype == object else first[column]
     return table, skipped
 
 
@@ -328,7 +332,11 @@ def _write_prompts(table: pd.DataFrame, out: Path) -> None:
     if out.suffix.lower() == ".parquet":
         write_parquet_atomic(table, out)
         return
-    lines = [json.dumps({k: _plain(v) for k, v in row.items()}) for row in table.to_dict(orient="records")]
+    # A missing value (NaN) is JSON's null, as pandas writes it; JSON has no NaN.
+    lines = [
+        json.dumps({k: None if isinstance(v, float) and math.isnan(v) else _plain(v) for k, v in row.items()})
+        for row in table.to_dict(orient="records")
+    ]
     write_text_atomic(out, "\n".join(lines) + "\n")
 
 
@@ -361,7 +369,9 @@ def _noise(
             "dropped_true_variance_share": float(true_variance[~keep].sum() / true_variance.sum()),
         }
         if prior.at_bound:
-            notes.append("the Beta prior's fit reached its bounds (nearly every prompt is flat): the noise estimate is rough")
+            notes.append(
+                "the Beta prior's fit reached its bounds (nearly every prompt is flat): the noise estimate is rough"
+            )
     if k >= MIN_RELIABLE_SAMPLES:
         out["split_half"] = split_half(values, raw, rule).to_dict()
     out["notes"] = notes

@@ -60,7 +60,9 @@ class KeepRule:
     def __post_init__(self) -> None:
         if self.kind == "nonzero" and self.value is not None:
             raise ValueError(f"KeepRule('nonzero') takes no value; got {self.value}")
-        if self.kind == "min_variance" and not (self.value is not None and math.isfinite(self.value) and self.value > 0):
+        if self.kind == "min_variance" and not (
+            self.value is not None and math.isfinite(self.value) and self.value > 0
+        ):
             raise ValueError(f"min_variance must be a finite number > 0; got {self.value}")
         if self.kind == "top_fraction" and not (self.value is not None and 0 < self.value <= 1):
             raise ValueError(f"top_fraction must be in (0, 1]; got {self.value}")
@@ -106,8 +108,9 @@ def keep_prompts(variance: npt.ArrayLike, flat: npt.ArrayLike, rule: KeepRule) -
     return keep
 
 
-def kept_counts(num_samples: int, step: float, rule: KeepRule, *, cut: float | None = None,
-                unbiased: bool = False) -> np.ndarray:
+def kept_counts(
+    num_samples: int, step: float, rule: KeepRule, *, cut: float | None = None, unbiased: bool = False
+) -> np.ndarray:
     """``[K + 1]`` True for the success counts ``s`` of a two-valued reward that ``rule`` keeps.
 
     A prompt with ``s`` of K samples at the higher value has normalized variance ``step^2 (s/K) (1 - s/K)`` (times

@@ -41,6 +41,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{half['agreement']:.1%} of the prompts; {half['dropped_by_one_kept_by_other']:.1f} dropped by one half "
             "are kept by the other"
         )
+    lines += [f"rmteacher select-prompts: warning: {note}" for note in summary["notes"]]
     lines.append(f"wrote {summary['out']} and {summary_path(Path(summary['out']))}")
     return lines
 

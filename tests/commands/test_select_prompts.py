@@ -5,6 +5,8 @@ selected file fed to `rmteacher rl` unchanged."""
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +197,22 @@ def test_one_sample_per_prompt_exits_2(cli: Run, tmp_path: Path) -> None:
     code, _, stderr = cli(["select-prompts", str(run), "--reward", "r", "--out", str(tmp_path / "s.jsonl")])
     assert code == 2
     assert "1 sample per prompt (K = 1); a variance needs K >= 2" in stderr
+
+
+def test_selecting_from_a_run_loads_no_deep_learning_module(tmp_path: Path) -> None:
+    """Selecting from an evaluate run is table work: a fresh interpreter never imports torch and its stack."""
+    run = make_run(tmp_path / "run")
+    code = f"""
+import json, sys
+from pathlib import Path
+from rmteacher.commands.select_prompts import SelectPromptsConfig, run_select_prompts
+out, run = Path({str(tmp_path / "s.jsonl")!r}), Path({str(run)!r})
+run_select_prompts(SelectPromptsConfig(reward="r", out=out, eval_run=run))
+print(json.dumps([m for m in ("torch", "transformers", "trl", "accelerate", "datasets") if m in sys.modules]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert (tmp_path / "s.jsonl").exists()
 
 
 # ------------------------------------------------------------------------------------------------ on the sandbox

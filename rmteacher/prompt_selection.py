@@ -193,7 +193,10 @@ def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
 
     # 1. The reward as training sees it: normalized by the run's statistics (a NAME_scaled column is stored so).
     entry = entries[name]
-    stats = NormalizationStats(**entry["normalization"])
+    try:
+        stats = NormalizationStats(**entry["normalization"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"EVAL_RUN {run}: metrics.json has no usable normalization for {name!r} ({error})") from None
     values = raw if entry.get("scaled") else normalize(raw, stats)
     unbiased = bool(saved.get("unbiased", False))
     variance = reward_variance(values, unbiased=unbiased)  # [num_prompts]
@@ -203,9 +206,14 @@ def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
     rule = config.rule()
     keep = keep_prompts(variance, flat, rule)
     if not keep.any():
+        hint = (
+            "lower --min-variance"
+            if rule.kind == "min_variance"
+            else "every prompt's samples got the same reward: sample more per prompt, or pick a reward that varies"
+        )
         raise ValueError(
             f"no prompt passes the rule ({rule.describe()}): the largest normalized variance is {variance.max():.4g} "
-            f"over {len(variance)} prompts; lower --min-variance"
+            f"over {len(variance)} prompts; {hint}"
         )
     notes: list[str] = []
     if rule.kind != "nonzero" and (flat & keep).any():

@@ -192,6 +192,23 @@ def test_a_run_without_samples_exits_2(cli: Run, tmp_path: Path) -> None:
     assert "no samples.parquet; give the directory of a finished `rmteacher evaluate` run" in stderr
 
 
+def test_every_prompt_flat_exits_2(cli: Run, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", {"p0": [0, 0, 0, 0], "p1": [1, 1, 1, 1]})
+    code, _, stderr = cli(["select-prompts", str(run), "--reward", "r", "--out", str(tmp_path / "s.jsonl")])
+    assert code == 2
+    assert "the largest normalized variance is 0 over 2 prompts; every prompt's samples got the same reward" in stderr
+
+
+def test_a_damaged_run_exits_2(cli: Run, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    (run / "metrics.json").write_text(json.dumps({"reward_models": {"r": {}}}))
+    code, _, stderr = cli(["select-prompts", str(run), "--reward", "r", "--out", str(tmp_path / "s.jsonl")])
+    assert code == 2 and "metrics.json has no usable normalization for 'r'" in stderr
+    (run / "metrics.json").write_text("{")
+    code, _, stderr = cli(["select-prompts", str(run), "--reward", "r", "--out", str(tmp_path / "s.jsonl")])
+    assert code == 2 and "cannot read metrics.json" in stderr
+
+
 def test_one_sample_per_prompt_exits_2(cli: Run, tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", {"p0": [0], "p1": [1]})
     code, _, stderr = cli(["select-prompts", str(run), "--reward", "r", "--out", str(tmp_path / "s.jsonl")])

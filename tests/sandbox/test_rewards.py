@@ -59,3 +59,15 @@ def test_specs_name_importable_callables() -> None:
 def test_length_mismatch() -> None:
     with pytest.raises(ValueError, match="same length"):
         noisy(PROMPTS, ["abc"])
+
+
+def test_exact_match_is_one_only_for_the_sorted_letters() -> None:
+    from rmteacher.sandbox.rewards import exact_match
+
+    prompt = make_prompt("dbca")
+    assert exact_match([prompt] * len(ANSWERS), ANSWERS) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # A chat-templated prompt, a message-list completion and surrounding whitespace score alike.
+    conversation, reply = [{"role": "user", "content": prompt}], [{"role": "assistant", "content": " abcd\n"}]
+    assert exact_match([conversation], [reply]) == [1.0]
+    truth = ground_truth([prompt] * len(ANSWERS), ANSWERS)
+    assert [t == 1.0 for t in truth] == [e == 1.0 for e in exact_match([prompt] * len(ANSWERS), ANSWERS)]

@@ -48,8 +48,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def rewards_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    (tmp_path / "my_rewards.py").write_text("def good(prompts, completions, **kwargs):\n    return [0.0] * len(prompts)\n"
-                                            "NOT_CALLABLE = 3\n")  # fmt: skip
+    source = "def good(prompts, completions, **kwargs):\n    return [0.0] * len(prompts)\nNOT_CALLABLE = 3\n"
+    (tmp_path / "my_rewards.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_rewards"
 

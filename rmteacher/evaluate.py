@@ -359,6 +359,11 @@ def load_inputs(config: EvaluateConfig) -> Inputs:
     return Inputs(given, all_prompts, pairs)
 
 
+def _given_spec(config: EvaluateConfig, name: str, target: str) -> str:
+    """A reward's spec as the user gave it (for messages): ``--ground-truth`` as typed, the others as NAME=TARGET."""
+    return config.ground_truth if name == TRUTH and config.ground_truth else f"{name}={target}"
+
+
 def truth_name(config: EvaluateConfig) -> str | None:
     """The ground truth's name in ``samples.parquet`` and the metrics: the user's ``NAME`` of ``--ground-truth
     NAME=...``, else ``ground_truth``; None without a ground truth. (Internally it is scored under ``TRUTH``.)"""
@@ -394,7 +399,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     inputs = load_inputs(config)
     for name, target in specs.items():
         argument = "--ground-truth" if name == TRUTH else "--reward-model"
-        check_reward(f"{name}={target}", argument=argument, trust_remote_code=config.trust_remote_code)
+        check_reward(_given_spec(config, name, target), argument=argument, trust_remote_code=config.trust_remote_code)
     with (
         open_run(
             config.out, command="evaluate", identity=identity(config), resume=config.resume,
@@ -619,7 +624,7 @@ def _score_all(
                 truncations.setdefault(name, {"samples": 0, "pairs": 0})["samples"] = truncated
             continue
         reward = load_reward(
-            f"{name}={target}", device=config.device, trust_remote_code=config.trust_remote_code,
+            _given_spec(config, name, target), device=config.device, trust_remote_code=config.trust_remote_code,
             argument="--ground-truth" if name == TRUTH else "--reward-model", dtype=config.dtype,
             device_map=config.device_map, max_length=config.rm_max_length, max_tokens_per_batch=config.rm_batch_tokens,
             system_prompt=config.system_prompt,

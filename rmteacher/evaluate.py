@@ -610,17 +610,17 @@ def _score_all(
         spec_path = path.with_suffix(".spec")
         count_path = path.with_suffix(".truncated")
         cached = pd.DataFrame({"prompt_id": [], "sample_id": [], "reward": []})
-        truncated = 0
+        truncated: int | None = None  # a model's count, cached next to its scores; None for a function
         if path.exists() and spec_path.exists() and spec_path.read_text() == fingerprint:
             cached = pd.read_parquet(path)
-            truncated = int(count_path.read_text()) if count_path.exists() else 0
+            truncated = int(count_path.read_text()) if count_path.exists() else None
         keys = samples[["prompt_id", "sample_id"]]
         merged = keys.merge(cached, on=["prompt_id", "sample_id"], how="left")
         todo = merged["reward"].isna().to_numpy()
         needs_pairs = pairs is not None and len(pairs) and name not in pair_scores
         if not todo.any() and not needs_pairs:
             scores[name] = merged["reward"].to_numpy(dtype=np.float64)
-            if name in truncations or truncated:
+            if truncated is not None:
                 truncations.setdefault(name, {"samples": 0, "pairs": 0})["samples"] = truncated
             continue
         reward = load_reward(
@@ -636,14 +636,15 @@ def _score_all(
                 subset[["prompt_id", "sample_id"]], state, {k: [v[i] for i in np.flatnonzero(todo)]
                                                             for k, v in extra.items()},
             )  # fmt: skip
-            truncated += _processes_total(reward.num_truncated if isinstance(reward, ModelReward) else 0, state)
+            if isinstance(reward, ModelReward):
+                truncated = (truncated or 0) + _processes_total(reward.num_truncated, state)
             if state.is_main_process:
                 write_parquet_atomic(merged, path)
                 write_text_atomic(spec_path, fingerprint)
-                write_text_atomic(count_path, str(truncated))
+                if truncated is not None:
+                    write_text_atomic(count_path, str(truncated))
         if isinstance(reward, ModelReward):
-            entry = truncations.setdefault(name, {"samples": 0, "pairs": 0})
-            entry["samples"] = truncated
+            truncations.setdefault(name, {"samples": 0, "pairs": 0})["samples"] = truncated or 0
         if needs_pairs:
             assert pairs is not None
             before = reward.num_truncated if isinstance(reward, ModelReward) else 0

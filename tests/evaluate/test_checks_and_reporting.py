@@ -281,6 +281,13 @@ def test_truncations_are_counted_per_reward_model(tiny: dict[str, Path], tmp_pat
     with pytest.warns(UserWarning, match="lost the start"):
         assert main(args_for(tiny, out, "--rm-max-length", "8", "--resume")) == 0
     assert json.loads((out / "metrics.json").read_text())["truncations"] == metrics["truncations"]
+    # Without --pairs every score comes from the cache and no reward model is loaded: the cached counts.
+    with pytest.warns(UserWarning, match="lost the start"):
+        assert main(args_for(tiny, out, "--rm-max-length", "8", "--resume", pairs=False)) == 0
+    assert json.loads((out / "metrics.json").read_text())["truncations"] == {
+        "same": {"samples": 32, "pairs": 0},
+        "plain": {"samples": 32, "pairs": 0},
+    }
     full = tmp_path / "full"
     assert main(args_for(tiny, full, "--num-prompts", "2")) == 0
     assert json.loads((full / "metrics.json").read_text())["truncations"] == {

@@ -62,7 +62,10 @@ class EvaluateConfig:
     sandbox task (and says so on stderr)."""
 
     out: Path = option(help="run directory for config.json, samples.parquet, metrics.json, metrics.md and the figure")
-    policy: str | None = option(None, help="policy: a local Hugging Face directory or hub id (default: sandbox)")
+    policy: str | None = option(
+        None,
+        help="policy: a local Hugging Face directory or hub id (the sandbox's only when no task input at all is given)",
+    )
     reward_model: list[str] = option(
         default_factory=list,
         help="candidate reward model NAME=PATH_OR_CALLABLE: a directory/hub id of a sequence-classification model "
@@ -77,12 +80,15 @@ class EvaluateConfig:
         "The sandbox's only when no task input at all is given",
     )
     prompts: Path | None = option(
-        None, help="prompts: JSONL/CSV/Parquet or a datasets directory with a prompt column (default: sandbox)"
+        None,
+        help="prompts: JSONL/CSV/Parquet or a datasets directory with a prompt column (the sandbox's only when no "
+        "task input at all is given)",
     )
     pairs: Path | None = option(
         None,
         help="off-policy preference pairs: prompt_id, chosen, rejected (optional score_chosen/score_rejected); "
-        "their prompt_ids refer to --prompts",
+        "their prompt_ids refer to --prompts. Off-policy accuracy is measured against score_chosen/score_rejected "
+        "when given, else against --ground-truth, else against the file's order (chosen preferred)",
     )
     prompt_column: str = option(
         "prompt", help="column of --prompts holding the prompt: plain strings or TRL conversations (lists of messages)"

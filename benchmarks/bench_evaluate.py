@@ -157,7 +157,7 @@ def end_to_end(task: Any, policy: Any, tokenizer: Any, prompts_table: Any, args:
     prompts = prompts_table["prompt"].tolist()
     pairs = load_pairs(task.pairs, _all_prompts(task))
     pairs = pairs[pairs["prompt_id"].isin(prompts_table["prompt_id"])]
-    common = ["--num-prompts", str(args.prompts), "--samples-per-prompt", str(args.samples),
+    common = ["--num-prompts", str(args.prompts), "--samples-per-prompt", str(args.samples), "--max-new-tokens", "16",
               "--cpu-threads", str(args.threads), "--no-progress"]  # fmt: skip
     models_inputs = ["--policy", str(task.policy_dir), "--prompts", str(task.train_prompts), "--pairs",
                      str(task.pairs), "--ground-truth", sandbox.GROUND_TRUTH,

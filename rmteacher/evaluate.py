@@ -12,6 +12,7 @@ Run: ``rmteacher evaluate --out runs/eval`` (the built-in sandbox task), or
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,7 +27,8 @@ from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
 from rmteacher.metrics import select_prompts
 from rmteacher.models import ModelReward, Reward, load_policy, load_reward, parse_reward_spec
-from rmteacher.options import check_options, option, resamples_check, seed_check
+from rmteacher.options import STOP_HELP, check_options, decode_escapes, option, resamples_check, seed_check, stop_check
+from rmteacher.preflight import check_reward
 from rmteacher.rundir import open_run
 from rmteacher.sampling import sample_completions
 from rmteacher.scoring import extra_columns, score_rows
@@ -49,6 +51,9 @@ __all__ = ["OUTPUTS", "EvaluateConfig", "evaluate", "identity", "load_samples"]
 
 #: Prompts evaluated when sampling and --num-prompts is not given (the paper: 500).
 DEFAULT_NUM_PROMPTS = 200
+#: --max-new-tokens for the user's --policy when not given: TRL 1.16's GRPOConfig/RLOOConfig max_completion_length,
+#: which is also the paper's 512 (the built-in sandbox keeps its own 16: rmteacher.commands.evaluate).
+DEFAULT_MAX_NEW_TOKENS = 512
 
 
 @dataclass
@@ -57,22 +62,33 @@ class EvaluateConfig:
     sandbox task (and says so on stderr)."""
 
     out: Path = option(help="run directory for config.json, samples.parquet, metrics.json, metrics.md and the figure")
-    policy: str | None = option(None, help="policy: a local Hugging Face directory or hub id (default: sandbox)")
+    policy: str | None = option(
+        None,
+        help="policy: a local Hugging Face directory or hub id (the sandbox's only when no task input at all is given)",
+    )
     reward_model: list[str] = option(
         default_factory=list,
         help="candidate reward model NAME=PATH_OR_CALLABLE: a directory/hub id of a sequence-classification model "
-        "or a module:function in TRL's reward form (default: the sandbox's candidates)",
+        "or a module:function in TRL's reward form (the sandbox's candidates only when no task input at all is "
+        "given)",
     )
     ground_truth: str | None = option(
-        None, help="ground-truth reward, NAME=PATH_OR_CALLABLE or PATH_OR_CALLABLE (default: the sandbox's)"
+        None,
+        help="ground-truth reward, NAME=PATH_OR_CALLABLE or PATH_OR_CALLABLE; NAME names its column in "
+        "samples.parquet and metrics (without NAME: ground_truth). Without it there is no on-policy accuracy and "
+        "teachers are ranked by reward variance (and off-policy accuracy against the labels of --pairs, if given). "
+        "The sandbox's only when no task input at all is given",
     )
     prompts: Path | None = option(
-        None, help="prompts: JSONL/CSV/Parquet or a datasets directory with a prompt column (default: sandbox)"
+        None,
+        help="prompts: JSONL/CSV/Parquet or a datasets directory with a prompt column (the sandbox's only when no "
+        "task input at all is given)",
     )
     pairs: Path | None = option(
         None,
         help="off-policy preference pairs: prompt_id, chosen, rejected (optional score_chosen/score_rejected); "
-        "their prompt_ids refer to --prompts",
+        "their prompt_ids refer to --prompts. Off-policy accuracy is measured against score_chosen/score_rejected "
+        "when given, else against --ground-truth, else against the file's order (chosen preferred)",
     )
     prompt_column: str = option(
         "prompt", help="column of --prompts holding the prompt: plain strings or TRL conversations (lists of messages)"
@@ -80,10 +96,7 @@ class EvaluateConfig:
     system_prompt: str | None = option(
         None, help="system message put before every prompt, for the policy and every reward model alike"
     )
-    stop: list[str] = option(
-        default_factory=list,
-        help="stop strings: a completion ends at the first one (besides every end token of the generation config)",
-    )
+    stop: list[str] = option(default_factory=list, help=STOP_HELP)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = option(
         None, help="weights' dtype for the policy and model reward models (default: transformers' default)"
     )
@@ -93,7 +106,8 @@ class EvaluateConfig:
     rm_max_length: int | None = option(
         None,
         help="most tokens a reward model reads; longer texts lose the start of the prompt, the completion is kept, "
-        "and truncations are counted in metrics.json (default: the model's max_position_embeddings)",
+        "and truncations are counted per reward model in metrics.json's truncations (default: the model's "
+        "max_position_embeddings)",
     )
     rm_batch_tokens: int = option(16384, help="tokens per reward-model forward pass (lower it on out-of-memory)")
     samples: Path | None = option(
@@ -107,7 +121,11 @@ class EvaluateConfig:
         "the paper: 500)",
     )
     samples_per_prompt: int = option(10, help="K samples per prompt (the paper: 10)")
-    max_new_tokens: int = option(16, help="most tokens per sample (the paper: 512)")
+    max_new_tokens: int | None = option(
+        None,
+        help=f"most tokens per sample (default: {DEFAULT_MAX_NEW_TOKENS} for your --policy, TRL's GRPOConfig and "
+        "RLOOConfig max_completion_length and the paper's; 16 for the built-in sandbox)",
+    )
     temperature: float = option(1.0, help="sampling temperature (the paper: 1)")
     seed: int = option(237, help="seed of the prompt subset and of sampling (the paper's prompt seed: 237)")
     prompts_per_batch: int = option(32, help="prompts per generate() call")
@@ -156,7 +174,16 @@ class EvaluateConfig:
                 self.samples_per_prompt >= 2,
                 f"--samples-per-prompt must be >= 2 (variance, accuracy); got {self.samples_per_prompt}",
             ),
-            (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1; got {self.max_new_tokens}"),
+            (
+                self.max_new_tokens is None or self.max_new_tokens >= 1,
+                f"--max-new-tokens must be >= 1; got {self.max_new_tokens}",
+            ),
+            stop_check("--stop", self.stop),
+            (
+                not (self.stop and self.samples is not None),
+                "--stop and --samples exclude each other: --stop ends the policy's samples, and --samples are "
+                "scored as given",
+            ),
             (
                 1e-3 <= self.temperature <= 100,
                 f"--temperature must be in [0.001, 100] (sampling needs a finite, positive temperature); got "
@@ -183,6 +210,14 @@ class EvaluateConfig:
         ]
         check_options(checks)
 
+    def stop_strings(self) -> list[str]:
+        """``--stop`` as sampling uses it: each string with its backslash escapes decoded (``\\n``: a newline)."""
+        return [decode_escapes(s) for s in self.stop]
+
+    def new_tokens(self) -> int:
+        """``--max-new-tokens``, or its default for a user's policy."""
+        return DEFAULT_MAX_NEW_TOKENS if self.max_new_tokens is None else self.max_new_tokens
+
 
 def sample_round(
     config: EvaluateConfig, policy: Any, tokenizer: Any, prompts: pd.DataFrame, state: Any
@@ -195,7 +230,7 @@ def sample_round(
         tokenizer,
         prompts["prompt"].tolist(),
         samples_per_prompt=config.samples_per_prompt,
-        max_new_tokens=config.max_new_tokens,
+        max_new_tokens=config.new_tokens(),
         temperature=config.temperature,
         # The seed mixes in the round's first prompt so that rounds of --budget auto draw fresh randomness.
         seed=config.seed + int(hashlib.sha256(str(prompts["prompt_id"].iloc[0]).encode()).hexdigest()[:6], 16),
@@ -204,7 +239,7 @@ def sample_round(
         world_size=state.num_processes,
         progress=config.progress,
         system_prompt=config.system_prompt,
-        stop=config.stop,
+        stop=config.stop_strings(),
     )
     extra = [c for c in prompts.columns if c not in ("prompt_id", "prompt")]
     rows = [
@@ -215,6 +250,7 @@ def sample_round(
             "completion": c.text,
             "num_tokens": c.num_tokens,
             "finished": c.finished,
+            **({"stop_string": c.stop_string} if config.stop else {}),
             **{k: prompts[k].iloc[c.prompt_index] for k in extra},
         }
         for c in completions
@@ -262,10 +298,18 @@ def _reward_specs(config: EvaluateConfig) -> dict[str, str]:
             raise ValueError(f"--reward-model {spec!r}: the name {name!r} is given twice")
         specs[name] = target
     if config.ground_truth:
-        specs[TRUTH] = parse_reward_spec(config.ground_truth, argument="--ground-truth")[1]
+        named, truth_target = parse_reward_spec(config.ground_truth, argument="--ground-truth")
+        if named in specs and "=" in config.ground_truth:
+            raise ValueError(
+                f"--ground-truth {config.ground_truth!r}: the name {named!r} is a --reward-model's too; name "
+                "the ground truth otherwise"
+            )
+        specs[TRUTH] = truth_target
+    truth = truth_name(config)
     for name in config.scale_reward:
-        if name not in specs:
-            raise ValueError(f"--scale-reward {name!r}: not a reward model; choose from {', '.join(specs)}")
+        if name not in specs and name != truth:
+            shown = [truth if n == TRUTH and truth else n for n in specs]
+            raise ValueError(f"--scale-reward {name!r}: not a reward model; choose from {', '.join(shown)}")
     return specs
 
 
@@ -276,8 +320,10 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
         {"samples": str(config.samples), "samples_digest": file_digest(config.samples)}
         if config.samples is not None
         else {"policy": config.policy, "prompts": str(config.prompts), "prompt_column": config.prompt_column,
-              "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.max_new_tokens,
-              "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch}
+              "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.new_tokens(),
+              "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch,
+              # Only when given, so that runs made before the key existed keep their identity.
+              **({"stop": config.stop_strings()} if config.stop else {})}
     )  # fmt: skip
     return source
 
@@ -290,11 +336,55 @@ FINISHED_WARNING = 0.9
 OUTPUTS = ("cache", "samples.parquet", "metrics.json", "metrics.md", "variance_vs_accuracy.png")
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """The task's tables, read and checked before anything is sampled: the samples given (``--samples``), every
+    prompt, and the off-policy pairs of the evaluated prompts' pool."""
+
+    given: pd.DataFrame | None
+    prompts: pd.DataFrame
+    pairs: pd.DataFrame | None
+
+
+def load_inputs(config: EvaluateConfig) -> Inputs:
+    """Reads ``--samples``, ``--prompts`` and ``--pairs``.
+
+    Raises:
+        TableError: a malformed table (the message names the flag and the file).
+    """
+    given = load_samples(config.samples) if config.samples is not None else None
+    if given is not None and config.prompts is None:
+        all_prompts = given.drop_duplicates("prompt_id")[["prompt_id", "prompt"]].reset_index(drop=True)
+    else:
+        all_prompts = load_prompts(config.prompts or Path(), config.prompt_column)
+    pairs = load_pairs(config.pairs, all_prompts) if config.pairs else None
+    extras = [c for c in all_prompts.columns if c not in ("prompt_id", "prompt")]
+    if pairs is not None and extras and pairs["prompt_id"].isin(all_prompts["prompt_id"]).all():
+        # Pairs that refer to the prompts get their prompt's columns (e.g. `answer`), as the samples do.
+        pairs = pairs.merge(all_prompts[["prompt_id", *extras]], on="prompt_id", how="left")
+    return Inputs(given, all_prompts, pairs)
+
+
+def _given_spec(config: EvaluateConfig, name: str, target: str) -> str:
+    """A reward's spec as the user gave it (for messages): ``--ground-truth`` as typed, the others as NAME=TARGET."""
+    return config.ground_truth if name == TRUTH and config.ground_truth else f"{name}={target}"
+
+
+def truth_name(config: EvaluateConfig) -> str | None:
+    """The ground truth's name in ``samples.parquet`` and the metrics: the user's ``NAME`` of ``--ground-truth
+    NAME=...``, else ``ground_truth``; None without a ground truth. (Internally it is scored under ``TRUTH``.)"""
+    if not config.ground_truth:
+        return None
+    return parse_reward_spec(config.ground_truth, argument="--ground-truth")[0] if "=" in config.ground_truth else TRUTH
+
+
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Runs the evaluation and writes the run directory; returns the metrics written to ``metrics.json``.
 
     Needs explicit inputs: ``--policy`` and ``--prompts`` (or ``--samples``) and at least one ``--reward-model``
-    (the command line fills them from the built-in sandbox when none is given).
+    (the command line fills them from the built-in sandbox when none is given). Every table is read and every reward
+    checked (:func:`rmteacher.preflight.check_reward`: imported, or its model's config and tokenizer loaded) before
+    ``--out`` is touched and before anything is sampled, so a typo fails at once and leaves ``--out`` as it was.
     """
     from accelerate import PartialState
 
@@ -306,10 +396,16 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     missing = [flag for flag, given in needed if not given]
     if missing:
         raise ValueError(f"evaluate needs {', '.join(missing)}")
+    if config.max_new_tokens is None and config.samples is None:
+        config = dataclasses.replace(config, max_new_tokens=config.new_tokens())  # recorded in config.json
     state = PartialState()
     if config.device_map is None:
         resolve_device(config.device)
     specs = _reward_specs(config)
+    inputs = load_inputs(config)
+    for name, target in specs.items():
+        argument = "--ground-truth" if name == TRUTH else "--reward-model"
+        check_reward(_given_spec(config, name, target), argument=argument, trust_remote_code=config.trust_remote_code)
     with (
         open_run(
             config.out, command="evaluate", identity=identity(config), resume=config.resume,
@@ -317,24 +413,40 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         ),
         torch_threads(cpu_threads(config.cpu_threads)),
     ):  # fmt: skip
-        result = _evaluate(config, specs, state)
+        result = _evaluate(config, specs, inputs, state)
     return result
 
 
-def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict[str, Any]:
+#: The ranking's criterion (rmteacher.analysis.teacher_score) in words, for metrics.json, metrics.md and stderr.
+RANKING_BASIS = {
+    "reward_variance": "reward variance alone: without --ground-truth and --pairs no accuracy can be measured; "
+    "give --ground-truth to rank by variance and accuracy as the paper does",
+    "reward_variance_and_on_policy_accuracy": "the mean of reward variance and on-policy accuracy against {truth} "
+    "(no --pairs: no off-policy accuracy)",
+    "reward_variance_and_off_policy_accuracy": "the mean of reward variance and off-policy accuracy against {labels} "
+    "(no --ground-truth: no on-policy accuracy)",
+    "reward_variance_and_accuracy": "the mean of reward variance and the mean of on- and off-policy accuracy "
+    "against {truth} (the paper's Table 2 'Reward variance & Acc.')",
+}
+
+#: Above this share of samples cut at --max-new-tokens, a --stop string that never occurred is reported.
+STOP_WARNING_UNFINISHED = 0.5
+
+
+def _pair_labels(pairs: pd.DataFrame) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """Without a ground truth, the pairs' own labels for off-policy accuracy: ``score_chosen``/``score_rejected``
+    when the file has them, else the file's order (chosen preferred: 1 against 0); and their description."""
+    if {"score_chosen", "score_rejected"} <= set(pairs.columns):
+        scores = pairs["score_chosen"].to_numpy(np.float64), pairs["score_rejected"].to_numpy(np.float64)
+        return scores, "the score_chosen/score_rejected labels of --pairs"
+    return (np.ones(len(pairs)), np.zeros(len(pairs))), "the order of --pairs (chosen preferred over rejected)"
+
+
+def _evaluate(config: EvaluateConfig, specs: dict[str, str], inputs: Inputs, state: Any) -> dict[str, Any]:
     cache = config.out / "cache"
     # 1. Prompts (or samples given): a seeded subset (the paper: RandomState(237).permutation[:500]), taken in
     #    rounds for --budget auto. The scaled prompts of --scale-reward are chosen among all prompts, as the paper.
-    given = load_samples(config.samples) if config.samples is not None else None
-    if given is not None and config.prompts is None:
-        all_prompts = given.drop_duplicates("prompt_id")[["prompt_id", "prompt"]].reset_index(drop=True)
-    else:
-        all_prompts = load_prompts(config.prompts or Path(), config.prompt_column)
-    pairs = load_pairs(config.pairs, all_prompts) if config.pairs else None
-    extras = [c for c in all_prompts.columns if c not in ("prompt_id", "prompt")]
-    if pairs is not None and extras and pairs["prompt_id"].isin(all_prompts["prompt_id"]).all():
-        # Pairs that refer to the prompts get their prompt's columns (e.g. `answer`), as the samples do.
-        pairs = pairs.merge(all_prompts[["prompt_id", *extras]], on="prompt_id", how="left")
+    given, all_prompts, pairs = inputs.given, inputs.prompts, inputs.pairs
     num_prompts = config.num_prompts or (len(all_prompts) if given is not None else DEFAULT_NUM_PROMPTS)
     if given is not None:
         available = all_prompts["prompt_id"].isin(given["prompt_id"]).to_numpy()
@@ -348,6 +460,14 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     round_size = len(order) if config.budget == "fixed" else min(config.round_prompts, len(order))
     if pairs is not None:  # only the pairs of prompts this run may evaluate (a preference set can be large)
         pairs = pairs[pairs["prompt_id"].isin(all_prompts["prompt_id"].iloc[order])].reset_index(drop=True)
+    truth = truth_name(config)
+    pair_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    labels = f"the ground truth {truth!r}"
+    if pairs is not None and len(pairs):
+        if TRUTH not in specs:  # no ground truth: the pairs' own labels still measure off-policy accuracy
+            pair_scores[TRUTH], labels = _pair_labels(pairs)
+        elif {"score_chosen", "score_rejected"} <= set(pairs.columns):
+            labels = f"the score_chosen/score_rejected labels of --pairs (ground truth {truth!r})"
 
     # 2. The policy (not loaded when samples are given); reward models are loaded one at a time when scoring.
     policy = tokenizer = None
@@ -359,7 +479,7 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
     samples_path = cache / "samples.parquet"
     samples = pd.read_parquet(samples_path) if given is None and samples_path.exists() else given
     used, rounds = 0, 0
-    pair_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    truncations: dict[str, dict[str, int]] = {}
     # Each round checks the ranking alone; every metric's interval is computed once, on the final round.
     ci: dict[str, Any] = {
         "unbiased": config.unbiased,
@@ -379,12 +499,13 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
         assert samples is not None
         current = samples[samples["prompt_id"].isin(chosen["prompt_id"])]
         current = current.sort_values(["prompt_id", "sample_id"], kind="stable").reset_index(drop=True)
-        scores = _score_all(config, specs, current, pairs, pair_scores, state)
+        scores = _score_all(config, specs, current, pairs, pair_scores, truncations, state)
         k = int(current.groupby("prompt_id").size().iloc[0])
         prompt_ids = current["prompt_id"].to_numpy()[::k]
         matrices = {name: flat.reshape(len(prompt_ids), k) for name, flat in scores.items()}
         columns = training_rewards(
-            matrices, prompt_ids, scaled_ids=scaled_ids, scale_reward=config.scale_reward,
+            matrices, prompt_ids, scaled_ids=scaled_ids,
+            scale_reward=[TRUTH if n == truth else n for n in config.scale_reward],
             scale_factor=config.scale_factor, construction=config.low_variance_construction,
         )  # fmt: skip
         paired = PairScores(pairs["prompt_id"].to_numpy(), pair_scores) if pairs is not None and len(pairs) else None
@@ -394,6 +515,11 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
             break
     result = teacher_metrics(columns, prompt_ids, paired, ranking=ranking, **ci)
     result["samples_per_prompt"] = k
+    result["ranking_basis"] = "teachers ranked by " + RANKING_BASIS[ranking.criterion].format(
+        truth=repr(truth), labels=labels
+    )
+    result["off_policy_labels"] = labels if paired is not None else None
+    result["truncations"] = truncations
     if "finished" in current.columns:
         result["finished_share"] = float(current["finished"].astype(bool).mean())
         if result["finished_share"] < FINISHED_WARNING:
@@ -402,6 +528,8 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
                 "string) within --max-new-tokens; the metrics describe cut-off text: raise --max-new-tokens"
             )
             warnings.warn(result["finished_warning"], stacklevel=2)
+    if config.stop and "stop_string" in current.columns:
+        result.update(_stop_report(config.stop_strings(), current))
     result["specs"] = specs
     result["budget"] = {
         "mode": config.budget,
@@ -410,9 +538,60 @@ def _evaluate(config: EvaluateConfig, specs: dict[str, str], state: Any) -> dict
         "samples_per_reward_model": len(current),
         "ranking_separated": separated,
     }
+    result["ground_truth"] = None if truth is None else {"name": truth, "spec": specs[TRUTH]}
+    if truth is not None and truth != TRUTH:  # the user's name for the ground truth; its role in "ground_truth"
+        result, scores, columns = _named_truth(truth, result, scores, columns)
     if state.is_main_process:
         write_outputs(config, result, current, scores, columns)
     return result
+
+
+def _named_truth(
+    truth: str, result: dict[str, Any], scores: dict[str, np.ndarray], columns: dict[str, RewardColumn]
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, RewardColumn]]:
+    """The outputs with the ground truth (scored under ``TRUTH``) and its ``_scaled`` column under the user's name."""
+    names = {TRUTH: truth, f"{TRUTH}_scaled": f"{truth}_scaled"}
+
+    def renamed(mapping: dict[str, Any]) -> dict[str, Any]:
+        return {names.get(n, n): v for n, v in mapping.items()}
+
+    ranking = dict(result["ranking"])
+    ranking["order"] = [names.get(n, n) for n in ranking["order"]]
+    ranking["score"] = renamed(ranking["score"])
+    result = {
+        **result,
+        "reward_models": renamed(result["reward_models"]),
+        "specs": renamed(result["specs"]),
+        "truncations": renamed(result["truncations"]),
+        "ranking": ranking,
+    }
+    return result, renamed(scores), renamed(columns)
+
+
+def _stop_report(stop: list[str], samples: pd.DataFrame) -> dict[str, Any]:
+    """How many samples each ``--stop`` string ended (decoded), and a warning when one never occurred while most
+    samples ran into --max-new-tokens (e.g. a string that cannot occur as typed)."""
+    counts = {s: int((samples["stop_string"] == s).sum()) for s in stop}
+    report: dict[str, Any] = {"stop_strings": counts}
+    unfinished = 1.0 - float(samples["finished"].astype(bool).mean())
+    never = [s for s, n in counts.items() if n == 0]
+    if never and unfinished > STOP_WARNING_UNFINISHED:
+        report["stop_warning"] = (
+            f"--stop {', '.join(repr(s) for s in never)} (as decoded) never occurred in any sample, while "
+            f"{unfinished:.0%} of the samples were cut at --max-new-tokens; check the string (the escapes \\n, \\t, "
+            "\\r and \\\\ are decoded) or raise --max-new-tokens"
+        )
+        warnings.warn(report["stop_warning"], stacklevel=3)
+    return report
+
+
+def _processes_total(count: int, state: Any) -> int:
+    """``count`` summed over the processes of ``state`` (each scores its shard of the rows)."""
+    if state.num_processes == 1:
+        return count
+    from accelerate.utils import gather_object
+
+    return int(sum(gather_object([count])))
 
 
 def _score_all(
@@ -421,30 +600,37 @@ def _score_all(
     samples: pd.DataFrame,
     pairs: pd.DataFrame | None,
     pair_scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    truncations: dict[str, dict[str, int]],
     state: Any,
 ) -> dict[str, np.ndarray]:
     """Scores every sample with every reward, loading one reward model at a time (score, free, load the next), so
     peak memory is about the policy plus the largest reward model. Scores are cached in ``--out/cache`` per reward
-    and per content fingerprint (a model retrained in place is scored again); pairs are scored once per run."""
+    and per content fingerprint (a model retrained in place is scored again); pairs are scored once per run.
+    ``truncations`` gets, per reward model, the texts longer than its maximum length (samples, pairs); the samples'
+    count is cached with their scores."""
     extra = extra_columns(samples)
     scores: dict[str, np.ndarray] = {}
-    truncations: dict[str, int] = {}
     for name, target in tqdm(specs.items(), desc="scoring", disable=not config.progress, leave=False):
         fingerprint = f"{target}#{reward_fingerprint(target)}"
         path = config.out / "cache" / f"scores-{name}.parquet"
         spec_path = path.with_suffix(".spec")
+        count_path = path.with_suffix(".truncated")
         cached = pd.DataFrame({"prompt_id": [], "sample_id": [], "reward": []})
+        truncated: int | None = None  # a model's count, cached next to its scores; None for a function
         if path.exists() and spec_path.exists() and spec_path.read_text() == fingerprint:
             cached = pd.read_parquet(path)
+            truncated = int(count_path.read_text()) if count_path.exists() else None
         keys = samples[["prompt_id", "sample_id"]]
         merged = keys.merge(cached, on=["prompt_id", "sample_id"], how="left")
         todo = merged["reward"].isna().to_numpy()
         needs_pairs = pairs is not None and len(pairs) and name not in pair_scores
         if not todo.any() and not needs_pairs:
             scores[name] = merged["reward"].to_numpy(dtype=np.float64)
+            if truncated is not None:
+                truncations.setdefault(name, {"samples": 0, "pairs": 0})["samples"] = truncated
             continue
         reward = load_reward(
-            f"{name}={target}", device=config.device, trust_remote_code=config.trust_remote_code,
+            _given_spec(config, name, target), device=config.device, trust_remote_code=config.trust_remote_code,
             argument="--ground-truth" if name == TRUTH else "--reward-model", dtype=config.dtype,
             device_map=config.device_map, max_length=config.rm_max_length, max_tokens_per_batch=config.rm_batch_tokens,
             system_prompt=config.system_prompt,
@@ -456,25 +642,33 @@ def _score_all(
                 subset[["prompt_id", "sample_id"]], state, {k: [v[i] for i in np.flatnonzero(todo)]
                                                             for k, v in extra.items()},
             )  # fmt: skip
+            if isinstance(reward, ModelReward):
+                truncated = (truncated or 0) + _processes_total(reward.num_truncated, state)
             if state.is_main_process:
                 write_parquet_atomic(merged, path)
                 write_text_atomic(spec_path, fingerprint)
+                if truncated is not None:
+                    write_text_atomic(count_path, str(truncated))
+        if isinstance(reward, ModelReward):
+            truncations.setdefault(name, {"samples": 0, "pairs": 0})["samples"] = truncated or 0
         if needs_pairs:
             assert pairs is not None
+            before = reward.num_truncated if isinstance(reward, ModelReward) else 0
             pair_scores[name] = _score_pairs(name, reward, pairs, state)
-        truncated = getattr(reward, "num_truncated", 0)
-        if truncated:
-            truncations[name] = int(truncated)
+            if isinstance(reward, ModelReward):
+                truncations[name]["pairs"] = _processes_total(reward.num_truncated - before, state)
         # One reward model in memory at a time. A Python-function reward holds nothing to free, and a full
         # collection costs 0.14 s once torch and transformers are loaded (benchmarks/bench_evaluate.py).
         if isinstance(reward, ModelReward):
             reward.free()
         del reward
         scores[name] = merged["reward"].to_numpy(dtype=np.float64)
-    if truncations:
+    cut = {name: n for name, n in truncations.items() if n["samples"] or n["pairs"]}
+    if cut:
         warnings.warn(
-            "texts longer than a reward model's maximum length lost the start of their prompt: "
-            + ", ".join(f"{k} {v}" for k, v in truncations.items()),
+            "texts longer than a reward model's maximum length lost the start of their prompt (counted in "
+            "metrics.json's truncations): "
+            + ", ".join(f"{k} {v['samples']} samples, {v['pairs']} pairs" for k, v in cut.items()),
             stacklevel=2,
         )
     return scores
@@ -505,8 +699,9 @@ def write_outputs(
     """Writes config.json, samples.parquet, metrics.json, metrics.md and the scatter plot, each atomically.
 
     ``samples.parquet`` holds every reward model's raw score, and the ``_scaled`` columns as training sees them
-    (normalized, then scaled), so ``rmteacher metrics samples.parquet --truth ground_truth --prenormalized
-    NAME_scaled`` reproduces ``metrics.json``.
+    (normalized, then scaled), so ``rmteacher metrics samples.parquet --truth TRUTH --prenormalized NAME_scaled``
+    reproduces ``metrics.json`` (TRUTH: the ground truth's name, metrics.json's ``ground_truth.name``).
+    ``config.json`` holds every option, ``stop`` decoded as sampling used it (``stop_as_typed``: as given).
     """
     from rmteacher.report.evaluate import render_markdown, scatter_variance_accuracy
 
@@ -517,6 +712,7 @@ def write_outputs(
         if column.scaled:
             table[name] = column.values.ravel()
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    resolved["stop"], resolved["stop_as_typed"] = config.stop_strings(), config.stop
     write_json_atomic(config.out / "config.json", resolved)
     write_parquet_atomic(table, config.out / "samples.parquet")
     write_json_atomic(config.out / "metrics.json", result)

@@ -26,19 +26,23 @@ __all__ = [
     "ConfidenceInterval",
     "NormalizationStats",
     "accuracy",
+    "accuracy_without_ties",
     "as_reward_matrix",
     "best_of_n",
     "bootstrap_ci",
     "bootstrap_indices",
     "bootstrap_mean_ci",
+    "bootstrap_ratio_ci",
     "fit_normalization",
     "normalize",
     "off_policy_accuracy",
+    "ordered_pairs",
     "percentile_interval",
     "perfectly_accurate_low_variance",
     "reward_variance",
     "scale_prompts",
     "select_prompts",
+    "truth_tie_share",
 ]
 
 ArrayLike = npt.ArrayLike | Any  # Any: torch tensors are accepted without importing torch here.
@@ -175,6 +179,24 @@ def accuracy(
     Returns:
         ``[num_prompts]`` accuracies in ``[0, 1]``.
     """
+    proxy_sign, truth_sign = _pair_signs(proxy, truth, pairs)
+    correct = (proxy_sign == truth_sign).astype(np.float64)  # [num_prompts, num_pairs]
+    if weights is None:
+        return correct.mean(axis=1)
+    w = np.broadcast_to(_to_numpy(weights), correct.shape) if np.ndim(weights) == 1 else _to_numpy(weights)
+    if w.shape != correct.shape:
+        raise ValueError(f"weights must have shape [num_pairs] or {correct.shape}; got {np.shape(weights)}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and non-negative")
+    totals = w.sum(axis=1)
+    if (totals <= 0).any():
+        raise ValueError(f"weights of prompt {int(np.argmax(totals <= 0))} sum to 0; each prompt needs positive mass")
+    return (w * correct).sum(axis=1) / totals
+
+
+def _pair_signs(proxy: ArrayLike, truth: ArrayLike, pairs: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """``sign(r(y) - r(y'))`` of every pair under the proxy and the ground truth, ``[num_prompts, num_pairs]`` each;
+    ``pairs`` as in :func:`accuracy` (all pairs of each prompt's samples by default)."""
     p = as_reward_matrix(proxy, name="proxy", min_samples=1)
     t = as_reward_matrix(truth, name="truth", min_samples=1)
     _check_same_shape(p, "proxy", t, "truth")
@@ -203,18 +225,46 @@ def accuracy(
     rows = np.arange(num_prompts)[:, None]
     proxy_sign = np.sign(p[rows, pair_index[..., 0]] - p[rows, pair_index[..., 1]])
     truth_sign = np.sign(t[rows, pair_index[..., 0]] - t[rows, pair_index[..., 1]])
-    correct = (proxy_sign == truth_sign).astype(np.float64)  # [num_prompts, num_pairs]
-    if weights is None:
-        return correct.mean(axis=1)
-    w = np.broadcast_to(_to_numpy(weights), correct.shape) if np.ndim(weights) == 1 else _to_numpy(weights)
-    if w.shape != correct.shape:
-        raise ValueError(f"weights must have shape [num_pairs] or {correct.shape}; got {np.shape(weights)}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and non-negative")
-    totals = w.sum(axis=1)
-    if (totals <= 0).any():
-        raise ValueError(f"weights of prompt {int(np.argmax(totals <= 0))} sum to 0; each prompt needs positive mass")
-    return (w * correct).sum(axis=1) / totals
+    return proxy_sign, truth_sign
+
+
+def ordered_pairs(
+    proxy: ArrayLike, truth: ArrayLike, *, pairs: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, the pairs the ground truth orders and how many of them the reward model orders the same way.
+
+    Definition 1 counts a pair the ground truth ties as correct only when the reward model ties it too, so under a
+    0/1 verifier (many tied pairs) the paper's accuracy says as much about the verifier as about the reward model.
+    RewardBench counts only pairs with a preferred response; this is that count: pairs with
+    ``r_G(y) != r_G(y')``, correct when ``sign(r_RM(y) - r_RM(y')) == sign(r_G(y) - r_G(y'))`` (a reward-model tie
+    on them is an error).
+
+    Args:
+        proxy, truth, pairs: as :func:`accuracy`.
+
+    Returns:
+        ``(correct, ordered)``: ``[num_prompts]`` counts each, ``correct <= ordered``.
+    """
+    proxy_sign, truth_sign = _pair_signs(proxy, truth, pairs)
+    ordered = truth_sign != 0  # [num_prompts, num_pairs]
+    correct = ordered & (proxy_sign == truth_sign)
+    return correct.sum(axis=1).astype(np.float64), ordered.sum(axis=1).astype(np.float64)
+
+
+def accuracy_without_ties(proxy: ArrayLike, truth: ArrayLike, *, pairs: ArrayLike | None = None) -> float:
+    """Accuracy over the pairs the ground truth orders, pooled over prompts (ground-truth ties left out, as
+    RewardBench counts): ``sum(correct) / sum(ordered)`` of :func:`ordered_pairs`. NaN when the ground truth ties
+    every pair. Shapes as :func:`accuracy`."""
+    correct, ordered = ordered_pairs(proxy, truth, pairs=pairs)
+    total = ordered.sum()
+    return float(correct.sum() / total) if total > 0 else float("nan")
+
+
+def truth_tie_share(truth: ArrayLike, *, pairs: ArrayLike | None = None) -> np.ndarray:
+    """Per prompt, the share of its pairs the ground truth ties (``r_G(y) == r_G(y')``): ``[num_prompts]`` in
+    ``[0, 1]``. Every such pair is an error of the paper's accuracy unless the reward model ties it too."""
+    _, truth_sign = _pair_signs(truth, truth, pairs)
+    return (truth_sign == 0).mean(axis=1)
 
 
 def off_policy_accuracy(
@@ -531,6 +581,39 @@ def bootstrap_mean_ci(
         return ConfidenceInterval(estimate, estimate, estimate, confidence)
     replicates = values[bootstrap_indices(values.size, num_resamples, seed=seed)].mean(axis=1)  # [num_resamples]
     return percentile_interval(estimate, replicates, confidence=confidence, method=method)
+
+
+def bootstrap_ratio_ci(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> ConfidenceInterval | None:
+    """Percentile bootstrap CI over prompts of a pooled ratio ``sum(numerator) / sum(denominator)`` (e.g. correct over
+    ordered pairs, :func:`ordered_pairs`), on the index matrix of :func:`bootstrap_indices` (the resamples of every
+    other interval). Resamples whose denominator sums to 0 are left out; None when the full data's does.
+
+    Args:
+        numerator, denominator: ``[num_prompts]`` non-negative per-prompt sums.
+    """
+    top, bottom = _to_numpy(numerator), _to_numpy(denominator)
+    if top.ndim != 1 or top.shape != bottom.shape or top.size == 0:
+        raise ValueError(
+            f"numerator and denominator must have the same shape [num_prompts]; got {top.shape} and {bottom.shape}"
+        )
+    _check_bootstrap_options(confidence, num_resamples)
+    if bottom.sum() <= 0:
+        return None
+    estimate = float(top.sum() / bottom.sum())
+    if top.size == 1:
+        return ConfidenceInterval(estimate, estimate, estimate, confidence)
+    indices = bootstrap_indices(top.size, num_resamples, seed=seed)
+    totals = bottom[indices].sum(axis=1)  # [num_resamples]
+    kept = totals > 0
+    replicates = top[indices].sum(axis=1)[kept] / totals[kept]
+    return percentile_interval(estimate, replicates, confidence=confidence)
 
 
 def bootstrap_ci(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,15 +23,18 @@ import yaml
 
 __all__ = [
     "MAX_SEED",
+    "STOP_HELP",
     "OptionsError",
     "add_options",
     "check_options",
+    "decode_escapes",
     "min_resamples",
     "option",
     "output_file_check",
     "parse_options",
     "resamples_check",
     "seed_check",
+    "stop_check",
 ]
 
 T = TypeVar("T")
@@ -74,6 +78,35 @@ def seed_check(flag: str, value: int) -> tuple[bool, str]:
         not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_SEED,
         f"{flag} must be an integer in [0, {MAX_SEED}] (numpy's seed range); got {value!r}",
     )
+
+
+#: The backslash escapes :func:`decode_escapes` turns into the characters they stand for.
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+_ESCAPE = re.compile(r"\\([ntr\\])")
+
+#: The help line of ``--stop``, one for every command that has it.
+STOP_HELP = (
+    "stop string: a completion ends at the first one (besides every end token of the generation config). Typed as "
+    "in vLLM or llama.cpp: the escapes \\n (newline), \\t (tab), \\r (carriage return) and \\\\ (one backslash) "
+    "are decoded, so --stop '\\n' stops at a newline; any other backslash is kept as typed. config.json records the "
+    "decoded strings"
+)
+
+
+def decode_escapes(text: str) -> str:
+    r"""``text`` with the escapes ``\n``, ``\t``, ``\r`` and ``\\`` replaced, left to right, by a newline, a tab, a
+    carriage return and one backslash, as users type stop strings in a shell (vLLM's ``stop=["\n"]``, llama.cpp's
+    flags); any other backslash stays as typed (``\d`` is two characters).
+
+    Examples: ``"\\n"`` (backslash, n) -> ``"\n"`` (newline); ``"\\\\n"`` (backslash, backslash, n) -> backslash, n.
+    """
+    return _ESCAPE.sub(lambda match: ESCAPES[match.group(1)], text)
+
+
+def stop_check(flag: str, values: list[str]) -> tuple[bool, str]:
+    """A :func:`check_options` entry for stop strings: none may be empty (an empty string would stop nothing)."""
+    empty = [v for v in values if not decode_escapes(v)]
+    return not empty, f"{flag} must not be empty (an empty string stops nothing); got {empty[0]!r}" if empty else ""
 
 
 def min_resamples(confidence: float) -> int:

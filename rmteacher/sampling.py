@@ -30,7 +30,8 @@ class Completion:
 
     ``text``: decoded without special tokens, up to its end token or stop string. ``token_ids``: the generated ids
     up to and including the end token (or the token that completed the stop string) when it ``finished``, all of
-    them when it ran into ``max_new_tokens``.
+    them when it ran into ``max_new_tokens``. ``stop_string``: the stop string that ended it, None when it ended
+    otherwise (an end token, ``max_new_tokens``).
     """
 
     prompt_index: int
@@ -38,6 +39,7 @@ class Completion:
     text: str
     token_ids: tuple[int, ...]
     finished: bool
+    stop_string: str | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -61,11 +63,13 @@ def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return unique
 
 
-def _cut_at_stop(tokenizer: Any, ids: list[int], text: str, stop: Sequence[str]) -> tuple[str, list[int]] | None:
-    """``(text before the first stop string, ids up to the token that completed it)``, or None without one."""
-    found = [text.find(s) for s in stop if s and s in text]
+def _cut_at_stop(tokenizer: Any, ids: list[int], text: str, stop: Sequence[str]) -> tuple[str, list[int], str] | None:
+    """``(text before the first stop string, ids up to the token that completed it, that stop string)``, or None
+    without one. Of stop strings starting at the same place, the first given wins."""
+    found = [(text.find(s), i) for i, s in enumerate(stop) if s and s in text]
     if not found:
         return None
+    start, first = min(found)
     # The fewest leading tokens whose text holds a stop string (a prefix's text only grows with its length).
     low, high = 1, len(ids)
     while low < high:
@@ -74,7 +78,7 @@ def _cut_at_stop(tokenizer: Any, ids: list[int], text: str, stop: Sequence[str])
             high = mid
         else:
             low = mid + 1
-    return text[: min(found)], ids[:low]
+    return text[:start], ids[:low], stop[first]
 
 
 def sample_completions(
@@ -161,8 +165,9 @@ def sample_completions(
                 text = tokenizer.decode(kept, skip_special_tokens=True)
                 finished = end is not None
                 cut = _cut_at_stop(tokenizer, kept, text, stop) if stop else None
+                stop_string = None
                 if cut is not None:
-                    text, token_ids, finished = cut[0], cut[1], True
+                    text, token_ids, stop_string, finished = cut[0], cut[1], cut[2], True
                 results.append(
                     Completion(
                         prompt_index=indices[row // samples_per_prompt],
@@ -170,6 +175,7 @@ def sample_completions(
                         text=text,
                         token_ids=tuple(token_ids),
                         finished=finished,
+                        stop_string=stop_string,
                     )
                 )
     return sorted(results, key=lambda c: (c.prompt_index, c.sample_id))

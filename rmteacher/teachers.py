@@ -20,11 +20,14 @@ from rmteacher.metrics import (
     accuracy,
     bootstrap_ci,
     bootstrap_mean_ci,
+    bootstrap_ratio_ci,
     fit_normalization,
     normalize,
     off_policy_accuracy,
+    ordered_pairs,
     reward_variance,
     scale_prompts,
+    truth_tie_share,
 )
 from rmteacher.tables import TRUTH
 
@@ -107,6 +110,21 @@ def _off_policy_per_prompt(pairs: PairScores, base: str, prompt_ids: np.ndarray)
     return None if np.isnan(values).all() else values
 
 
+def _off_policy_ordered(pairs: PairScores, base: str, prompt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(correct, ordered)``, ``[num_prompts]`` each: per prompt, its off-policy pairs the ground truth orders
+    (labels that differ) and how many of those the reward orders the same way; None without pairs or ground truth."""
+    if base not in pairs.scores or TRUTH not in pairs.scores:
+        return None
+    proxy_chosen, proxy_rejected = pairs.scores[base]
+    gold_chosen, gold_rejected = pairs.scores[TRUTH]
+    correct, ordered = ordered_pairs(
+        np.stack([proxy_chosen, proxy_rejected], axis=1), np.stack([gold_chosen, gold_rejected], axis=1)
+    )  # [num_pairs] each: one pair per row
+    frame = pd.DataFrame({"correct": correct, "ordered": ordered}).groupby(pairs.prompt_ids).sum()
+    frame = frame.reindex(prompt_ids).fillna(0.0)
+    return frame["correct"].to_numpy(np.float64), frame["ordered"].to_numpy(np.float64)
+
+
 def teacher_ranking(
     columns: dict[str, RewardColumn],
     prompt_ids: np.ndarray,
@@ -169,11 +187,18 @@ def teacher_metrics(
         }
         if truth is not None:
             entry["on_policy_accuracy"] = bootstrap_ci(np.mean, accuracy(column.raw, truth), **ci).to_dict()
+            # Next to the paper's accuracy, the accuracy over the pairs the ground truth orders (RewardBench's count).
+            without_ties = bootstrap_ratio_ci(*ordered_pairs(column.raw, truth), **ci)
+            entry["on_policy_accuracy_without_ties"] = None if without_ties is None else without_ties.to_dict()
         correct = None if pairs is None else _off_policy_per_prompt(pairs, column.base, prompt_ids)
         if pairs is not None and correct is not None:
             present = correct[~np.isnan(correct)]
             entry["off_policy_accuracy"] = bootstrap_ci(np.mean, present, **ci).to_dict()
             entry["off_policy_pairs"] = int(np.isin(pairs.prompt_ids, prompt_ids).sum())
+            counts = _off_policy_ordered(pairs, column.base, prompt_ids)
+            assert counts is not None  # the same condition as _off_policy_per_prompt's
+            off_without_ties = bootstrap_ratio_ci(*counts, **ci)
+            entry["off_policy_accuracy_without_ties"] = None if off_without_ties is None else off_without_ties.to_dict()
         if "on_policy_accuracy" in entry and "off_policy_accuracy" in entry:
             both = (entry["on_policy_accuracy"]["estimate"] + entry["off_policy_accuracy"]["estimate"]) / 2
             entry["on_and_off_policy_accuracy"] = both
@@ -186,4 +211,20 @@ def teacher_metrics(
         "variance_estimator": "unbiased (K-1)" if unbiased else "population (Definition 2)",
         "reward_models": entries,
         "ranking": ranking.to_dict(),
+        "ground_truth_ties": _ground_truth_ties(truth, pairs, prompt_ids),
     }
+
+
+def _ground_truth_ties(truth: np.ndarray | None, pairs: PairScores | None, prompt_ids: np.ndarray) -> dict[str, Any]:
+    """The share of pairs the ground truth ties, on-policy (all pairs of each prompt's samples) and off-policy (the
+    pairs of the evaluated prompts), None where not measured: every such pair is an error of the paper's accuracy
+    unless the reward ties it too."""
+    ties: dict[str, Any] = {"on_policy": None, "off_policy": None}
+    if truth is not None:
+        ties["on_policy"] = float(truth_tie_share(truth).mean())
+    if pairs is not None and TRUTH in pairs.scores:
+        mine = np.isin(pairs.prompt_ids, prompt_ids)
+        gold_chosen, gold_rejected = pairs.scores[TRUTH]
+        if mine.any():
+            ties["off_policy"] = float(np.mean(gold_chosen[mine] == gold_rejected[mine]))
+    return ties

@@ -13,19 +13,23 @@ from scipy import stats
 from rmteacher.metrics import (
     NormalizationStats,
     accuracy,
+    accuracy_without_ties,
     as_reward_matrix,
     best_of_n,
     bootstrap_ci,
     bootstrap_indices,
     bootstrap_mean_ci,
+    bootstrap_ratio_ci,
     fit_normalization,
     normalize,
     off_policy_accuracy,
+    ordered_pairs,
     percentile_interval,
     perfectly_accurate_low_variance,
     reward_variance,
     scale_prompts,
     select_prompts,
+    truth_tie_share,
 )
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
@@ -395,3 +399,85 @@ def test_bootstrap_errors() -> None:
 
 def test_as_reward_matrix_returns_float64() -> None:
     assert as_reward_matrix([[1, 2]]).dtype == np.float64
+
+
+# ------------------------------------------------------------------------- accuracy with ground-truth ties left out
+
+# Three prompts, three samples, pairs (0,1), (0,2), (1,2). Prompt 0: the ground truth ties pair (1,2) and the
+# reward does not (an error of Definition 1), the other two are ordered alike. Prompt 1: the ground truth ties every
+# pair; the reward ties (0,1) only. Prompt 2: every pair ordered by the ground truth, none alike (the reward ties
+# (0,1), which is an error once the ground truth orders it).
+TIE_PROXY = [[1.0, 2.0, 3.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+TIE_TRUTH = [[0.0, 1.0, 1.0], [5.0, 5.0, 5.0], [1.0, 2.0, 3.0]]
+
+
+def test_accuracy_without_ties_by_hand() -> None:
+    correct, ordered = ordered_pairs(TIE_PROXY, TIE_TRUTH)
+    np.testing.assert_array_equal(correct, [2, 0, 0])
+    np.testing.assert_array_equal(ordered, [2, 0, 3])
+    assert accuracy_without_ties(TIE_PROXY, TIE_TRUTH) == pytest.approx(2 / 5)
+    np.testing.assert_allclose(truth_tie_share(TIE_TRUTH), [1 / 3, 1.0, 0.0])
+    # The paper's accuracy on the same case: ties count, so prompt 1 scores 1/3 although nothing there is ordered.
+    np.testing.assert_allclose(accuracy(TIE_PROXY, TIE_TRUTH), [2 / 3, 1 / 3, 0.0])
+    # The ground truth against itself: every ordered pair right.
+    assert accuracy_without_ties(TIE_TRUTH, TIE_TRUTH) == 1.0
+    # Explicit pairs: only (1, 2) of each prompt.
+    correct, ordered = ordered_pairs(TIE_PROXY, TIE_TRUTH, pairs=[[1, 2]])
+    np.testing.assert_array_equal(correct, [0, 0, 0])
+    np.testing.assert_array_equal(ordered, [0, 0, 1])
+
+
+def test_accuracy_without_ties_is_nan_when_the_ground_truth_ties_everything() -> None:
+    assert np.isnan(accuracy_without_ties([[1.0, 2.0]], [[3.0, 3.0]]))
+    assert bootstrap_ratio_ci([0.0, 0.0], [0.0, 0.0], num_resamples=200) is None
+
+
+def _ordered_pairs_loop(proxy: np.ndarray, truth: np.ndarray) -> tuple[list[int], list[int]]:
+    """Plain reference: every unordered pair of every prompt, one at a time."""
+    correct, ordered = [], []
+    for p_row, t_row in zip(proxy, truth, strict=True):
+        c = o = 0
+        for i, j in itertools.combinations(range(len(p_row)), 2):
+            if t_row[i] == t_row[j]:
+                continue
+            o += 1
+            c += (p_row[i] - p_row[j] > 0) == (t_row[i] - t_row[j] > 0) and p_row[i] != p_row[j]
+        correct.append(c)
+        ordered.append(o)
+    return correct, ordered
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), samples=st.integers(2, 6))
+def test_ordered_pairs_agrees_with_a_plain_loop(seed: int, samples: int) -> None:
+    rng = np.random.default_rng(seed)
+    proxy = rng.integers(0, 3, size=(5, samples)).astype(float)  # few levels: many ties on both sides
+    truth = rng.integers(0, 2, size=(5, samples)).astype(float)  # a 0/1 verifier
+    correct, ordered = ordered_pairs(proxy, truth)
+    expected_correct, expected_ordered = _ordered_pairs_loop(proxy, truth)
+    np.testing.assert_array_equal(correct, expected_correct)
+    np.testing.assert_array_equal(ordered, expected_ordered)
+    pairs = samples * (samples - 1) / 2
+    np.testing.assert_allclose(truth_tie_share(truth), 1 - np.array(expected_ordered) / pairs)
+
+
+def test_bootstrap_ratio_ci_resamples_like_a_plain_loop() -> None:
+    correct, ordered = np.array([2.0, 0.0, 0.0, 3.0, 1.0]), np.array([2.0, 0.0, 3.0, 3.0, 2.0])
+    interval = bootstrap_ratio_ci(correct, ordered, num_resamples=400, seed=3)
+    assert interval is not None
+    assert interval.estimate == pytest.approx(6 / 10)
+    replicates = []
+    for row in bootstrap_indices(5, 400, seed=3):
+        top = sum(correct[i] for i in row)
+        bottom = sum(ordered[i] for i in row)
+        if bottom > 0:
+            replicates.append(top / bottom)
+    low, high = np.quantile(replicates, [0.025, 0.975])
+    assert (interval.low, interval.high) == pytest.approx((low, high))
+    single = bootstrap_ratio_ci([1.0], [2.0], num_resamples=200)
+    assert single is not None and (single.low, single.estimate, single.high) == (0.5, 0.5, 0.5)
+
+
+def test_bootstrap_ratio_ci_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"numerator and denominator must have the same shape \[num_prompts\]"):
+        bootstrap_ratio_ci([1.0, 2.0], [1.0])

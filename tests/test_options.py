@@ -12,12 +12,14 @@ from rmteacher.options import (
     OptionsError,
     add_options,
     check_options,
+    decode_escapes,
     min_resamples,
     option,
     output_file_check,
     parse_options,
     resamples_check,
     seed_check,
+    stop_check,
 )
 
 
@@ -204,3 +206,28 @@ def test_check_options_raises_the_first_failing_message() -> None:
     check_options([(True, "fine")])
     with pytest.raises(ValueError, match=r"^second$"):
         check_options([(True, "first"), (False, "second"), (False, "third")])
+
+
+@pytest.mark.parametrize(
+    ("typed", "decoded"),
+    [
+        ("\\n", "\n"),  # what a shell passes for --stop "\n": a backslash and an n
+        ("\\t", "\t"),
+        ("\\r\\n", "\r\n"),
+        ("\\\\", "\\"),
+        ("\\\\n", "\\n"),  # an escaped backslash, then a plain n: two characters
+        ("a\\nb", "a\nb"),
+        ("\\d", "\\d"),  # not an escape: kept as typed
+        ("\\", "\\"),  # a lone trailing backslash: kept
+        ("\n", "\n"),  # a real newline ($'\n' in bash) stays one
+        ("###", "###"),
+    ],
+)
+def test_decode_escapes_by_hand(typed: str, decoded: str) -> None:
+    assert decode_escapes(typed) == decoded
+
+
+def test_an_empty_stop_string_is_refused() -> None:
+    assert stop_check("--stop", ["\\n", "x"]) == (True, "")
+    with pytest.raises(ValueError, match=r"--stop must not be empty \(an empty string stops nothing\); got ''"):
+        check_options([stop_check("--stop", ["\\n", ""])])

@@ -7,17 +7,22 @@ Run: ``rmteacher evaluate --out runs/eval`` (the built-in sandbox task) or with 
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.evaluate import EvaluateConfig, evaluate
 
 __all__ = ["EvaluateConfig", "run_evaluate", "with_sandbox_defaults"]
 
+#: --max-new-tokens of the built-in sandbox task when not given.
+SANDBOX_MAX_NEW_TOKENS = 16
+
 
 def with_sandbox_defaults(config: EvaluateConfig) -> EvaluateConfig:
     """``config`` unchanged when any task input is given; else the sandbox's policy, prompts, pairs, ground truth and
     candidates: its reward functions of different quality, ``perfect`` (the ground truth itself) and, unless
-    ``--scale-reward`` says otherwise, ``perfect_scaled``, the paper's perfectly accurate, low-variance reward."""
+    ``--scale-reward`` says otherwise, ``perfect_scaled``, the paper's perfectly accurate, low-variance reward.
+    ``--max-new-tokens`` defaults to the sandbox's 16 (its answers are at most 8 letters)."""
     given = {
         "--policy": config.policy,
         "--reward-model": config.reward_model,
@@ -39,11 +44,13 @@ def with_sandbox_defaults(config: EvaluateConfig) -> EvaluateConfig:
         prompts=task.train_prompts,
         pairs=task.pairs,
         scale_reward=config.scale_reward or ["perfect"],
+        max_new_tokens=config.max_new_tokens or SANDBOX_MAX_NEW_TOKENS,
     )
 
 
 def run_evaluate(config: EvaluateConfig) -> str:
-    """Runs the evaluation; returns the markdown table to print (empty on ranks > 0)."""
+    """Runs the evaluation; returns the markdown table to print (empty on ranks > 0). What the ranking is by goes
+    to stderr in one line (with ``metrics.md`` and ``metrics.json``'s ``ranking_basis``)."""
     from accelerate import PartialState
 
     from rmteacher.report.evaluate import render_markdown
@@ -52,6 +59,7 @@ def run_evaluate(config: EvaluateConfig) -> str:
     result = evaluate(config)
     if not PartialState().is_main_process:
         return ""
+    print(f"rmteacher evaluate: {result['ranking_basis']}", file=sys.stderr)
     return (
         render_markdown(result)
         + f"\nWrote {config.out}/: metrics.md, metrics.json, samples.parquet, config.json, variance_vs_accuracy.png"

@@ -86,12 +86,15 @@ def resolve_inputs(config: StudyConfig) -> StudyInputs:
     if config.design == "policies":
         print("rmteacher study: --design policies makes its policies on the built-in sandbox task", file=sys.stderr)
         task = sandbox.build(seed=config.sandbox_seed, progress=config.progress)
+    from rmteacher.models import parse_reward_spec
+
     # Given by REQUIRED, whichever the design.
     assert config.prompts is not None and config.eval_prompts is not None and config.ground_truth is not None
     return StudyInputs(
         prompts=config.prompts,
         eval_prompts=config.eval_prompts,
-        ground_truth=config.ground_truth,
+        # The study's tables and RL runs call the ground truth `ground_truth` (evaluate would keep a NAME= given).
+        ground_truth=parse_reward_spec(config.ground_truth, argument="--ground-truth")[1],
         pairs=config.pairs,
         policy=config.policy,
         task=task,

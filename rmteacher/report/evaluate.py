@@ -24,6 +24,10 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """The Table 1 analogue (one column per reward model) and the teacher ranking, as markdown."""
     models = result["reward_models"]
@@ -33,6 +37,14 @@ def render_markdown(result: dict[str, Any]) -> str:
         ["Reward variance (raw)", *(_ci(models[n]["raw_reward_variance"], ".3g") for n in names)],
         ["On-policy accuracy", *(_ci(models[n].get("on_policy_accuracy")) for n in names)],
         ["Off-policy accuracy", *(_ci(models[n].get("off_policy_accuracy")) for n in names)],
+        [
+            "On-policy accuracy, ground-truth ties excluded",
+            *(_ci(models[n].get("on_policy_accuracy_without_ties")) for n in names),
+        ],
+        [
+            "Off-policy accuracy, ground-truth ties excluded",
+            *(_ci(models[n].get("off_policy_accuracy_without_ties")) for n in names),
+        ],
         ["On- & off-policy accuracy", *(_number(models[n].get("on_and_off_policy_accuracy")) for n in names)],
         ["Reward variance & accuracy", *(_number(models[n].get("reward_variance_and_accuracy")) for n in names)],
         ["Prompts with zero variance", *(f"{models[n]['zero_variance_prompts']:.1%}" for n in names)],
@@ -45,6 +57,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         step = "" if i == len(ranking["order"]) - 1 else f"{ranking['adjacent_confidence'][i]:.0%}"
         ranked.append([i + 1, name, _ci(ranking["score"][name]), step])
     budget = result.get("budget", {})
+    ties = result.get("ground_truth_ties") or {}
     lines = [
         "# Teacher evaluation",
         "",
@@ -52,11 +65,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{result['variance_estimator']}; [95% bootstrap CIs over prompts].",
         "Reward variance is normalized by each model's own mean and std over all samples of the policy (the "
         "paper's Table 1); `_scaled` models are normalized first and then scaled, as in training.",
+        "Accuracy is the paper's (Definition 1): a pair the ground truth ties counts as correct only when the reward "
+        "ties it too. 'Ground-truth ties excluded' counts only the pairs the ground truth orders (as RewardBench "
+        f"does). Pairs the ground truth ties: {_share(ties.get('on_policy'))} on-policy, "
+        f"{_share(ties.get('off_policy'))} off-policy.",
         "",
         tabulate(rows, headers=["", *names], tablefmt="github"),
         "",
         f"## Ranking as teachers for this policy (criterion: `{ranking['criterion']}`, higher is better)",
         "",
+        *(
+            [result["ranking_basis"][0].upper() + result["ranking_basis"][1:] + ".", ""]
+            if "ranking_basis" in result
+            else []
+        ),
         tabulate(ranked, headers=["rank", "reward model", "score", "P(above the next)"], tablefmt="github"),
         "",
         "P(above the next) is the share of bootstrap resamples of the prompts in which the model scored above the "
@@ -67,6 +89,15 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"Finished samples (ended on an end token or a --stop string): {share:.1%}."]
         if result.get("finished_warning"):
             lines += ["", f"**Warning:** {result['finished_warning']}."]
+    if result.get("stop_strings"):
+        counts = ", ".join(f"{s!r}: {n}" for s, n in result["stop_strings"].items())
+        lines += ["", f"Samples ended by each --stop string (as decoded): {counts}."]
+        if result.get("stop_warning"):
+            lines += ["", f"**Warning:** {result['stop_warning']}."]
+    cut = {k: v for k, v in (result.get("truncations") or {}).items() if v["samples"] or v["pairs"]}
+    if cut:
+        shown = "; ".join(f"{k}: {v['samples']} samples, {v['pairs']} pairs" for k, v in cut.items())
+        lines += ["", f"Texts longer than the reward model's maximum length (the prompt's start cut): {shown}."]
     if budget:
         lines += [
             "",

@@ -76,6 +76,9 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
                 "reward_variance": entry["reward_variance"]["estimate"],
                 "on_policy_accuracy": entry["on_policy_accuracy"]["estimate"],
                 "off_policy_accuracy": entry.get("off_policy_accuracy", {}).get("estimate", np.nan),
+                "on_policy_accuracy_without_ties": (entry.get("on_policy_accuracy_without_ties") or {}).get(
+                    "estimate", np.nan
+                ),
                 "increase_proxy": curves[name]["proxy_increase"]["mean"][table_eval],
                 "increase_ground_truth": curves[name]["ground_truth_increase"]["mean"][table_eval],
                 "increase_proxy_std": curves[name]["proxy_increase"]["std"][table_eval],
@@ -220,7 +223,9 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
     table = pd.DataFrame(analysis["table"])
     study_options = read_json(run_dir / "study.json")
     timings = read_json(run_dir / "timings.json")
-    evaluation = json.loads((run_dir / "evaluate" / "metrics.json").read_text())["reward_models"]
+    evaluated = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    evaluation = evaluated["reward_models"]
+    ties = evaluated.get("ground_truth_ties") or {}
 
     def ci(name: str, key: str) -> str:
         entry = evaluation[name].get(key)
@@ -232,6 +237,11 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
         ["Reward variance", *(ci(n, "reward_variance") for n in names)],
         ["On-policy accuracy", *(ci(n, "on_policy_accuracy") for n in names)],
         ["Off-policy accuracy", *(ci(n, "off_policy_accuracy") for n in names)],
+        ["On-policy accuracy, ground-truth ties excluded", *(ci(n, "on_policy_accuracy_without_ties") for n in names)],
+        [
+            "Off-policy accuracy, ground-truth ties excluded",
+            *(ci(n, "off_policy_accuracy_without_ties") for n in names),
+        ],
         [
             f"Increase, reward used for training (step {analysis['table_step']})",
             *(f"{r.increase_proxy:+.3f} ± {r.increase_proxy_std:.3f}" for r in table.itertuples()),
@@ -288,7 +298,10 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
             f"{analysis['num_prompts']} prompts x {analysis['samples_per_prompt']} samples of the initial policy; "
             f"variance {analysis['variance_estimator']}, of rewards normalized by each model's own mean and std "
             "(the perfectly accurate low-variance model: the ground truth normalized, then x0.001 on a seeded half "
-            f"of the prompts). [95% bootstrap CIs]. Increases: mean ± std over {seeds} RLOO seed(s).",
+            f"of the prompts). [95% bootstrap CIs]. Increases: mean ± std over {seeds} RLOO seed(s). "
+            "Accuracy counts a pair the ground truth ties as correct only when the reward ties it too (the paper); "
+            "'ties excluded' counts only the pairs the ground truth orders (RewardBench's count). Pairs the ground "
+            f"truth ties: {_share(ties.get('on_policy'))} on-policy, {_share(ties.get('off_policy'))} off-policy.",
         ),
         ("table", table1),
         ("h2", f"Table 2 analogue: correlation with the reward increase after {analysis['table_step']} steps"),
@@ -314,6 +327,10 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
         ("h2", "Stage times"),
         ("table", [["stage", "seconds"], *([k, f"{v}"] for k, v in timings.items())]),
     ]
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def write_report(run_dir: Path, analysis: dict[str, Any]) -> None:

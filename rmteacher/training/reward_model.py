@@ -32,7 +32,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from rmteacher.models import ModelLoadError, quiet_loading
-from rmteacher.options import check_options, option, seed_check
+from rmteacher.options import STOP_HELP, check_options, decode_escapes, option, seed_check, stop_check
 from rmteacher.rendering import encode_rendered, render_conversation
 from rmteacher.rundir import open_run
 from rmteacher.scoring import extra_columns
@@ -100,11 +100,7 @@ class TrainRMConfig:
         help="system message put before every prompt: for the policy's samples, the ground truth, and in the "
         "reward model's training texts (give the same to evaluate and rl)",
     )
-    stop: list[str] = option(
-        default_factory=list,
-        help="stop strings ending an on-policy sample (besides every end token of the generation config), as in "
-        "evaluate",
-    )
+    stop: list[str] = option(default_factory=list, help=STOP_HELP + "; ends an on-policy sample, as in evaluate")
     ground_truth: str | None = option(
         None, help="reward labelling the on-policy pairs, NAME=PATH_OR_CALLABLE or PATH_OR_CALLABLE (default: sandbox)"
     )
@@ -173,6 +169,7 @@ class TrainRMConfig:
                 self.prompts is not None or self.prompt_column == "prompt",
                 f"--prompt-column {self.prompt_column!r} names a column of --prompts, and no --prompts was given",
             ),
+            stop_check("--stop", self.stop),
         ]
         check_options(checks)
         if self.ties not in ("drop", "keep"):
@@ -268,7 +265,7 @@ def sample_on_policy_pairs(
         world_size=state.num_processes,
         progress=config.progress,
         system_prompt=config.system_prompt,
-        stop=config.stop,
+        stop=[decode_escapes(s) for s in config.stop],
     )
     del policy
     rows = [(c.prompt_index, c.sample_id, c.text) for c in completions]
@@ -409,6 +406,9 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
     start = time.perf_counter()
     inputs = resolve_inputs(config)
     resolved = resolved_config("train-rm", config, inputs)
+    # config.json records --stop as sampling uses it (escapes decoded) and as typed.
+    resolved["config"]["stop"] = [decode_escapes(s) for s in config.stop]
+    resolved["config"]["stop_as_typed"] = config.stop
     with (
         open_run(
             config.out, command="train-rm", identity=resolved["identity"], resume=config.resume,

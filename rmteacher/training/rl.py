@@ -173,6 +173,9 @@ def load_normalization(run_dir: Path, policy: str, name: str, target: str) -> No
             "the normalization must come from the initial policy being trained"
         )
     specs = metrics.get("specs", {})
+    named = str((metrics.get("ground_truth") or {}).get("name"))
+    if name == TRUTH and name not in metrics["reward_models"] and named in metrics["reward_models"]:
+        name = named  # the evaluate run named its ground truth (--ground-truth NAME=...)
     if name not in metrics["reward_models"]:
         raise ValueError(
             f"--normalization {run_dir}: no reward model {name!r}; it has {', '.join(metrics['reward_models'])}"

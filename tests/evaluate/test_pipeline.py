@@ -29,6 +29,7 @@ def evaluate_args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
         "--pairs", str(tiny["pairs"]),
         "--num-prompts", "8",
         "--samples-per-prompt", "4",
+        "--max-new-tokens", "16",
         "--num-resamples", "200",
         "--no-progress",
         *extra,

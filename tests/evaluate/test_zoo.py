@@ -55,9 +55,10 @@ def test_evaluate_on_real_architectures(
         assert "<|" not in text, text  # no special-token text (a tiny policy may still write words like "assistant")
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["finished_share"] <= 1.0
-    assert set(metrics["reward_models"]) == {"gpt2", "qwen2", "ground_truth"}
+    assert set(metrics["reward_models"]) == {"gpt2", "qwen2", "gold"}  # the ground truth keeps the user's name
+    assert metrics["ground_truth"] == {"name": "gold", "spec": "zoo_rewards:match_answer"}
     # Each pair's chosen is its prompt's answer: the ground truth, given `answer`, orders every pair.
-    assert metrics["reward_models"]["ground_truth"]["off_policy_accuracy"]["estimate"] == 1.0
+    assert metrics["reward_models"]["gold"]["off_policy_accuracy"]["estimate"] == 1.0
 
     # The same samples brought from elsewhere: no policy loaded, the same metrics.
     given = tmp_path / "given.parquet"

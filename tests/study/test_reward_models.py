@@ -126,6 +126,10 @@ def test_the_sandbox_only_when_no_input_is_given(
     inputs = resolve_inputs(given)
     assert (inputs.policy, inputs.pairs, inputs.task) == ("p", None, None)
     assert capsys.readouterr().err == ""
+    # The study's stages call the ground truth `ground_truth`: a NAME= given is left out, the target kept.
+    named = StudyConfig(out=tmp_path / "run", policy="p", prompts=Path("s.jsonl"), eval_prompts=Path("e.jsonl"),
+                        ground_truth="gold=pkg.mod:fn")  # fmt: skip
+    assert resolve_inputs(named).ground_truth == "pkg.mod:fn"
 
 
 def test_some_inputs_but_not_all_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,6 +90,7 @@ def test_mixing_replaces_exactly_the_chosen_rows(ties: str, kept_rows: list[str]
         ({"learning_rate": float("inf")}, "--learning-rate must be a finite number > 0; got inf"),
         ({"ties": "coin"}, "--ties must be drop or keep; got 'coin'"),
         ({"resume": True, "overwrite": True}, "--resume and --overwrite exclude each other"),
+        ({"stop": ["\\n", ""]}, r"--stop must not be empty \(an empty string stops nothing\); got ''"),
     ],
 )
 def test_bad_options_name_the_flag_and_the_value(kwargs: dict, match: str) -> None:
@@ -127,7 +128,8 @@ def test_pairs_are_tokenized_as_the_reward_model_scores_them() -> None:
 @pytest.fixture(scope="module")
 def trained(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("train-rm") / "run"
-    text = run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, **SHORT))  # type: ignore[arg-type]
+    # --stop as a shell passes "\n" (a backslash and an n): decoded to a newline.
+    text = run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, stop=["\\n"], **SHORT))  # type: ignore[arg-type]
     return out, text
 
 
@@ -154,6 +156,7 @@ def test_a_run_writes_a_loadable_model_the_preferences_and_the_logs(
     assert all({"accuracy", "margin", "mean_reward", "learning_rate"} <= set(row) for row in steps)
     config = json.loads((out / "config.json").read_text())
     assert config["command"] == "train-rm" and config["center_rewards_coefficient"] == 0.01
+    assert config["stop"] == ["\n"] and config["stop_as_typed"] == ["\\n"]
     assert config["resolved_inputs"]["init"] == str(sandbox_task.policy_dir)  # the RM starts from the policy
 
     reward = load_reward(f"rm={out / 'model'}")

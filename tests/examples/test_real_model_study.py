@@ -140,3 +140,23 @@ def test_finished_stages_are_skipped(study: ModuleType, tmp_path: Path, monkeypa
 def test_a_failed_stage_stops_with_its_log(study: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"rmteacher no-such-command failed \(exit 2\); its log"):
         study.run_cli(["no-such-command"], log_file=tmp_path / "log")
+
+
+@pytest.mark.slow
+def test_evaluate_and_one_rl_run_on_a_tiny_chatml_policy(study: ModuleType, zoo: Any, tmp_path: Path) -> None:
+    """The two stages through the real CLI, at the quick size, on the zoo's Qwen2 (ChatML) policy: evaluate ranks
+    every candidate; an RL run trains on its normalization and leaves result.json, its policy/ deleted."""
+    out = tmp_path / "study"
+    policy = str(zoo.policies["qwen2"])
+    args = study.parse_args(["--policy", policy, "--out", str(out), "--quick", "--cpu-threads", "1"])
+    size = study.size_of(args)
+    data = study.make_data(out, size, args.data_seed)
+    metrics = study.evaluate(args, size, data)
+    assert set(metrics["ranking"]["order"]) == set(study.TEACHERS)
+    result = study.rl_run(args, size, data, "partial_credit", 0)
+    assert result["final"]["step"] == size.rl_max_steps
+    assert np.isfinite(result["final"]["ground_truth_increase"])
+    run = out / "rl" / "partial_credit" / "seed0"
+    assert (run / "result.json").exists() and not (run / "policy").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert str(config["normalization"]) == str(out / "evaluate")

@@ -36,6 +36,7 @@ import _timing
 # isort: split
 import argparse
 import importlib.metadata
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,11 @@ def sampling(models: dict[str, Any], tokenizer: Any, prompts: list[Any], args: a
     return kept
 
 
+def discard(scores: Any) -> None:
+    """A timed variant returns nothing (or named seconds); its scores were checked before timing."""
+    del scores
+
+
 def reward_model_dir(policy: Any, tokenizer: Any, scratch: Path) -> Path:
     """The policy's weights with a fresh scalar head (seeded), saved as a sequence-classification model."""
     import torch
@@ -142,8 +148,17 @@ def reward_model_dir(policy: Any, tokenizer: Any, scratch: Path) -> Path:
 
     policy.save_pretrained(scratch / "policy")
     tokenizer.save_pretrained(scratch / "policy")
+    from transformers.utils import logging as hf_logging
+
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(scratch / "policy", num_labels=1, dtype=torch.float32)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the head as missing: a fresh head is the point here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            scratch / "policy", num_labels=1, dtype=torch.float32
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(scratch / "rm")
     tokenizer.save_pretrained(scratch / "rm")
@@ -162,25 +177,29 @@ def scoring(policy: Any, tokenizer: Any, prompts: list[Any], samples: list[Any],
     repeat = -(-args.rm_samples // len(rows))
     rows, completions = (rows * repeat)[: args.rm_samples], (completions * repeat)[: args.rm_samples]
     user_texts = [p[-1]["content"] for p in rows]
-    scratch = Path(tempfile.mkdtemp(prefix="bench_real_model-"))
-    rm_dir = reward_model_dir(policy, tokenizer, scratch)
     print(f"\n## 2. scoring: {len(rows)} (prompt, completion) pairs, a 135M sequence-classification reward model")
     variants: dict[str, Callable[[], None]] = {}
-    for dtype in args.dtypes:
-        torch_dtype = getattr(torch, dtype)
-        ours = load_reward(f"rm={rm_dir}", dtype=dtype)  # type: ignore[arg-type]
-        theirs = AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=torch_dtype).eval()
-        a = ours.score(rows, completions)
-        b = authors_scores(theirs, tokenizer, user_texts, completions, AUTHORS_BATCH)
-        worst = float(np.max(np.abs(a - b)))
-        tolerance = 1e-3 if dtype == "float32" else 0.1
-        if worst > tolerance:
-            raise SystemExit(f"{dtype}: the authors' loop differs from rmteacher's scorer by {worst:.3g}")
-        print(f"{dtype}: same scores as the authors' loop (max |difference| {worst:.2g} <= {tolerance:g})")
-        variants[f"rmteacher scorer, {dtype}"] = lambda r=ours: r.score(rows, completions) and None
-        variants[f"authors' loop batch {AUTHORS_BATCH}, {dtype}"] = lambda m=theirs: (
-            authors_scores(m, tokenizer, user_texts, completions, AUTHORS_BATCH) and None
-        )
+    scratch = Path(tempfile.mkdtemp(prefix="bench_real_model-"))
+    try:  # the models are in memory once loaded; their 1 GB of files go at once
+        rm_dir = reward_model_dir(policy, tokenizer, scratch)
+        for dtype in args.dtypes:
+            torch_dtype = getattr(torch, dtype)
+            ours = load_reward(f"rm={rm_dir}", dtype=dtype)  # type: ignore[arg-type]
+            theirs = AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=torch_dtype).eval()
+            a = ours.score(rows, completions)
+            b = authors_scores(theirs, tokenizer, user_texts, completions, AUTHORS_BATCH)
+            worst = float(np.max(np.abs(a - b)))
+            tolerance = 1e-3 if dtype == "float32" else 0.1
+            if worst > tolerance:
+                raise SystemExit(f"{dtype}: the authors' loop differs from rmteacher's scorer by {worst:.3g}")
+            print(f"{dtype}: same scores as the authors' loop (max |difference| {worst:.2g} <= {tolerance:g})")
+            variants[f"rmteacher scorer, {dtype}"] = lambda r=ours: discard(r.score(rows, completions))
+            variants[f"authors' loop batch {AUTHORS_BATCH}, {dtype}"] = lambda m=theirs: discard(
+                authors_scores(m, tokenizer, user_texts, completions, AUTHORS_BATCH)
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
     results = _timing.alternate(variants, repeats=args.repeats, warmup=args.warmup)
     measures = {name: r["wall"] for name, r in results.items()}
     _timing.print_measures(measures)

@@ -80,7 +80,7 @@ class Size:
 SIZES = {
     "full": Size(
         num_train=128, num_heldout=32, eval_num_prompts=64, eval_samples=8, max_new_tokens=24,
-        rl_prompts_per_step=4, rl_samples_per_prompt=4, rl_max_steps=8, rl_eval_prompts=32, rl_eval_samples=2,
+        rl_prompts_per_step=2, rl_samples_per_prompt=4, rl_max_steps=8, rl_eval_prompts=32, rl_eval_samples=2,
         seeds=3, teachers=tuple(TEACHERS),
     ),
     "quick": Size(

@@ -26,7 +26,7 @@ Stages, each a call of the rmteacher CLI in a fresh process, in ``--out``:
 3. ``rl/TEACHER/seedS/``: ``rmteacher rl --algo rloo`` with each teacher as the training reward, for each seed,
    logging the ground truth's increase on the held-out prompts (in units of the initial policy's ground-truth std)
    and the KL to the initial policy; a run is finished when its ``result.json`` exists (an unfinished one is started
-   over); its final ``policy/`` is deleted unless ``--keep-policies`` (0.5 GB each);
+   over); its final ``policy/`` and TRL's last ``checkpoint-*`` are deleted unless ``--keep-policies`` (2.1 GB a run);
 4. ``report.md`` and ``results.json``: the tables and the findings, each the output of a test of
    :mod:`rmteacher.significance` over the seeds.
 """
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kl-coef", type=float, default=0.05, help="RL KL coefficient (default: 0.05, the paper's)")
     parser.add_argument("--cpu-threads", type=int, default=2, help="torch threads of every stage (default: 2)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the generated prompts and pairs")
-    parser.add_argument("--keep-policies", action="store_true", help="keep each RL run's final policy/")
+    parser.add_argument("--keep-policies", action="store_true", help="keep each RL run's policy/ and last checkpoint")
     args = parser.parse_args(argv)
     for name in ("seeds", "max_steps"):
         value = getattr(args, name)
@@ -207,8 +207,9 @@ def rl_run(args: argparse.Namespace, size: Size, data: dict[str, Path], teacher:
     seconds = run_cli(arguments, log_file=run.parent / f"seed{seed}.log")
     evals = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("event") in ("initial", "eval")]
     result = {"teacher": teacher, "seed": seed, "seconds": seconds, "initial": evals[0], "final": evals[-1]}
-    if not args.keep_policies:
-        shutil.rmtree(run / "policy", ignore_errors=True)
+    if not args.keep_policies:  # the final policy (0.5 GB) and TRL's last checkpoint with its optimizer (1.6 GB)
+        for path in [run / "policy", *run.glob("checkpoint-*")]:
+            shutil.rmtree(path, ignore_errors=True)
     result_path.write_text(json.dumps(result, indent=2))
     return result
 

@@ -145,7 +145,8 @@ def test_a_failed_stage_stops_with_its_log(study: ModuleType, tmp_path: Path) ->
 @pytest.mark.slow
 def test_evaluate_and_one_rl_run_on_a_tiny_chatml_policy(study: ModuleType, zoo: Any, tmp_path: Path) -> None:
     """The two stages through the real CLI, at the quick size, on the zoo's Qwen2 (ChatML) policy: evaluate ranks
-    every candidate; an RL run trains on its normalization and leaves result.json, its policy/ deleted."""
+    every candidate; an RL run trains on its normalization and leaves result.json, its policy/ and checkpoints
+    deleted."""
     out = tmp_path / "study"
     policy = str(zoo.policies["qwen2"])
     args = study.parse_args(["--policy", policy, "--out", str(out), "--quick", "--cpu-threads", "1"])
@@ -158,5 +159,6 @@ def test_evaluate_and_one_rl_run_on_a_tiny_chatml_policy(study: ModuleType, zoo:
     assert np.isfinite(result["final"]["ground_truth_increase"])
     run = out / "rl" / "partial_credit" / "seed0"
     assert (run / "result.json").exists() and not (run / "policy").exists()
+    assert not list(run.glob("checkpoint-*"))
     config = json.loads((run / "config.json").read_text())
     assert str(config["normalization"]) == str(out / "evaluate")

@@ -292,7 +292,9 @@ def analyse(metrics: dict[str, Any], results: list[dict[str, Any]], size: Size) 
                 f"The teacher ranking's score ({criterion}) predicts the ground-truth increase over the "
                 f"{len(teachers)} teachers: Spearman {ranking_test.estimate:.2f} ({ranking_test.interval_text()}, "
                 f"two-level bootstrap over teachers and {len(seeds)} seeds), one-sided "
-                f"{ranking_test.permutation_text()} p = {ranking_test.p_positive:.3g}: {result}."
+                f"{ranking_test.permutation_text()} "
+                + (f"p = {ranking_test.p_positive:.3g}" if np.isfinite(ranking_test.p_positive) else "p undefined")
+                + f": {result}."
             ),
             "test": ranking_test.to_dict(),
         }
@@ -320,7 +322,7 @@ def _number(value: Any, digits: int = 3) -> str:
 
 def report(analysis: dict[str, Any], args: argparse.Namespace, size: Size, extra: dict[str, Any]) -> str:
     lines = [
-        "# The paper's question on a real model: SmolLM2-135M-Instruct, one sentence under instruction constraints",
+        "# The paper's question on a real model: one sentence under instruction constraints",
         "",
         f"Policy `{args.policy}`; size {'quick (smoke test: findings meaningless)' if args.quick else 'full'}; "
         f"RL: RLOO, {size.rl_max_steps} steps of {size.rl_prompts_per_step} prompts x {size.rl_samples_per_prompt} "
@@ -332,7 +334,7 @@ def report(analysis: dict[str, Any], args: argparse.Namespace, size: Size, extra
         "",
         "## Table 1 under the initial policy, and the teacher ranking",
         "",
-        "| teacher | rank | ranking score | reward variance (95% CI) | on-policy acc. | off-policy acc. | "
+        "| teacher | rank (of all 5) | ranking score | reward variance (95% CI) | on-policy acc. | off-policy acc. | "
         "prompts with zero variance |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -366,12 +368,37 @@ def report(analysis: dict[str, Any], args: argparse.Namespace, size: Size, extra
     return "\n".join(lines) + "\n"
 
 
+def study_identity(args: argparse.Namespace, size: Size) -> dict[str, Any]:
+    """What the finished stages depend on: all but ``--seeds`` (more seeds add runs), threads, ``--keep-policies``."""
+    ignored = ("out", "seeds", "keep_policies", "quick", "cpu_threads")
+    options = {k: v for k, v in vars(args).items() if k not in ignored}
+    return {"options": options, "size": {k: v for k, v in asdict(size).items() if k != "seeds"}}
+
+
+def check_same_study(path: Path, identity: dict[str, Any]) -> None:
+    """Writes ``study.json``, or stops (exit 2) when ``--out`` holds a study made with other settings, whose finished
+    runs would otherwise be mixed silently with this one's."""
+    identity = json.loads(json.dumps(identity, default=list))  # tuples as lists, as they read back
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != identity:
+            changed = sorted(
+                f"{part}.{key}"
+                for part in ("options", "size")
+                for key in {*before.get(part, {}), *identity[part]}
+                if before.get(part, {}).get(key) != identity[part].get(key)
+            )
+            print(f"error: --out {path.parent} holds a study with other settings ({', '.join(changed)}); "
+                  "give a new --out or the same settings", file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
+    path.write_text(json.dumps(identity, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     size = size_of(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "study.json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                                     "size": asdict(size)}, indent=2))  # fmt: skip
+    check_same_study(args.out / "study.json", study_identity(args, size))
     data = make_data(args.out, size, args.data_seed)
     metrics = evaluate(args, size, data)
     results = []

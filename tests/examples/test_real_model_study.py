@@ -162,3 +162,18 @@ def test_evaluate_and_one_rl_run_on_a_tiny_chatml_policy(study: ModuleType, zoo:
     assert not list(run.glob("checkpoint-*"))
     config = json.loads((run / "config.json").read_text())
     assert str(config["normalization"]) == str(out / "evaluate")
+
+
+def test_an_out_directory_of_other_settings_is_refused(
+    study: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = study.parse_args(["--policy", "p", "--out", str(tmp_path), "--quick"])
+    path = tmp_path / "study.json"
+    study.check_same_study(path, study.study_identity(args, study.size_of(args)))
+    more_seeds = study.parse_args(["--policy", "p", "--out", str(tmp_path), "--quick", "--seeds", "4"])
+    study.check_same_study(path, study.study_identity(more_seeds, study.size_of(more_seeds)))  # allowed
+    other = study.parse_args(["--policy", "p", "--out", str(tmp_path), "--quick", "--learning-rate", "2e-5"])
+    with pytest.raises(SystemExit) as error:
+        study.check_same_study(path, study.study_identity(other, study.size_of(other)))
+    assert error.value.code == 2
+    assert "holds a study with other settings (options.learning_rate)" in capsys.readouterr().err

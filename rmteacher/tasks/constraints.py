@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
-    "KINDS",
     "KEYWORDS",
+    "KINDS",
     "TOPICS",
     "Constraints",
     "brevity",
@@ -274,9 +274,7 @@ def make_prompts(num_prompts: int, *, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def split_prompts(
-    num_train: int, num_eval: int, *, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_prompts(num_train: int, num_eval: int, *, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Disjoint training and held-out evaluation prompts: one seeded draw, cut in two (ids ``train-...``,
     ``eval-...``)."""
     if num_train < 1 or num_eval < 1:

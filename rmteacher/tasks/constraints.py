@@ -7,10 +7,10 @@ along in the prompts table's ``constraints`` column (a JSON object), which reach
 
 Why this task (issue 18, part 7): every constraint is checked exactly by a few lines of code, so the ground truth
 is programmatic and *graded* (the share of a prompt's constraints met) rather than 0/1; SmolLM2-135M-Instruct meets
-some constraints often (a word limit, a keyword) and others rarely (all lowercase), so the exact-match verifier is
-flat on part of the prompts and not on others; and a short answer hacks the word limit while failing the keyword,
-which gives the hackable reward a real pull. One-word answers and small arithmetic have 0/1 truths that a partial
-credit can only approximate by string distance, and the 135M model's arithmetic barely moves in a few CPU steps.
+some constraints about half the time (a keyword, no commas) and others rarely (a word limit, all lowercase), so the
+exact-match verifier is flat on most prompts and not on others; and a short answer meets the word limit while
+failing the keyword, which gives the hackable reward a pull away from the truth. One-word answers and small
+arithmetic are right or wrong: a graded truth for them would be an invented distance, not the task's own measure.
 
 The candidate teachers, all ``f(prompts, completions, **kwargs) -> list[float]`` (name them as
 ``rmteacher.tasks.constraints:NAME``):

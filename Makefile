@@ -28,17 +28,17 @@ demo: $(STAMP)
 	$(BIN)/rmteacher study --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rmteacher tests benchmarks examples
-	$(BIN)/ruff format --check rmteacher tests benchmarks examples
+	$(BIN)/ruff check rmteacher tests benchmarks examples docs/*.py
+	$(BIN)/ruff format --check rmteacher tests benchmarks examples docs/*.py
 	$(BIN)/mypy
 
 # The documentation site into site/, offline; --strict: a broken link, a missing page or a reference that does not
 # resolve fails the build. The options reference is rendered from the commands' option dataclasses at build time.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 docs-serve: $(STAMP)
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 test: lint docs
 	$(BIN)/pytest -q -n 2 --dist loadfile

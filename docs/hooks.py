@@ -52,13 +52,16 @@ def command_markdown(name: str, summary: str, config: type) -> str:
     doc = (config.__doc__ or "").strip()
     if doc:
         lines += [doc, ""]
+    infos = describe_options(config)
+    positionals = "".join(f" {i.flag}" + ("..." if i.repeatable else "") for i in infos if i.positional)
     lines += [
-        f"Usage: `rmteacher {name} [OPTIONS]`; options dataclass `{config.__module__}.{config.__qualname__}`.",
+        f"Usage: `rmteacher {name}{positionals} [OPTIONS]`; options dataclass "
+        f"`{config.__module__}.{config.__qualname__}`.",
         "",
         "| option | type | default | meaning | the paper |",
         "|---|---|---|---|---|",
     ]
-    for info in describe_options(config):
+    for info in infos:
         flag = f"`{info.flag}`"
         if info.positional:
             flag += " (positional)"

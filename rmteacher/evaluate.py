@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
+from rmteacher.loading import load_policy, parse_reward_spec
 from rmteacher.metrics import select_prompts
-from rmteacher.models import ModelReward, Reward, load_policy, load_reward, parse_reward_spec
 from rmteacher.options import check_options, option, resamples_check, seed_check
+from rmteacher.rewards import Reward, load_reward
 from rmteacher.rundir import open_run
 from rmteacher.sampling import sample_completions
 from rmteacher.scoring import extra_columns, score_rows
@@ -465,10 +466,9 @@ def _score_all(
         truncated = getattr(reward, "num_truncated", 0)
         if truncated:
             truncations[name] = int(truncated)
-        # One reward model in memory at a time. A Python-function reward holds nothing to free, and a full
-        # collection costs 0.14 s once torch and transformers are loaded (benchmarks/bench_evaluate.py).
-        if isinstance(reward, ModelReward):
-            reward.free()
+        # One reward model in memory at a time (a Python-function reward holds nothing to free, and frees nothing:
+        # a full collection costs 0.14 s once torch and transformers are loaded, benchmarks/bench_evaluate.py).
+        reward.free()
         del reward
         scores[name] = merged["reward"].to_numpy(dtype=np.float64)
     if truncations:

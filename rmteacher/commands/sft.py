@@ -185,7 +185,7 @@ def run_sft(config: SFTConfig) -> str:
                 tokenizer = build_tokenizer()
                 model = new_policy(tokenizer, seed=config.seed)
             else:
-                from rmteacher.models import load_policy
+                from rmteacher.loading import load_policy
 
                 model, tokenizer = load_policy(
                     config.model or "", device="cpu", trust_remote_code=config.trust_remote_code

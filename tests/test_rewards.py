@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmteacher.models import CallableReward, ModelLoadError, ModelReward, RewardError, load_reward, render_conversation
+from rmteacher.loading import ModelLoadError
+from rmteacher.rendering import render_conversation
+from rmteacher.rewards import CallableReward, ModelReward, RewardError, load_reward
 
 PROMPTS = [
     "the cat sat on the mat",

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
+from rmteacher.gguf import gguf_fingerprints
 from rmteacher.loading import load_policy, parse_reward_spec
 from rmteacher.metrics import select_prompts
 from rmteacher.options import check_options, option, resamples_check, seed_check
@@ -280,7 +281,14 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
               "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.max_new_tokens,
               "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch}
     )  # fmt: skip
+    source.update(_gguf_fingerprints(config))
     return source
+
+
+def _gguf_fingerprints(config: EvaluateConfig) -> dict[str, Any]:
+    """The policy's content fingerprint when it is a GGUF file (a whole checkpoint in one file)."""
+    fingerprints = gguf_fingerprints({"policy": config.policy}) if config.samples is None else {}
+    return {"gguf_fingerprints": fingerprints} if fingerprints else {}
 
 
 #: Below this share of finished samples evaluate warns (issue 10): the metrics then describe completions cut at
@@ -517,6 +525,7 @@ def write_outputs(
         if column.scaled:
             table[name] = column.values.ravel()
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    resolved.update(_gguf_fingerprints(config))
     write_json_atomic(config.out / "config.json", resolved)
     write_parquet_atomic(table, config.out / "samples.parquet")
     write_json_atomic(config.out / "metrics.json", result)

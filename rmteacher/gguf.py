@@ -20,18 +20,29 @@ Python); a converted directory loads in about a second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
 from rmteacher.fingerprints import cache_root, exclusive_lock, file_digest
 from rmteacher.tables import write_json_atomic
 
-__all__ = ["RECORD", "GGUFError", "cached_conversion", "convert_gguf", "default_cache_dir", "gguf_fingerprint"]
+__all__ = [
+    "RECORD",
+    "GGUFError",
+    "cached_conversion",
+    "convert_gguf",
+    "default_cache_dir",
+    "gguf_fingerprint",
+    "gguf_fingerprints",
+    "is_gguf_path",
+]
 
 #: The record of a converted entry, written last: its presence means the entry is complete.
 RECORD = "gguf.json"
@@ -48,10 +59,32 @@ def default_cache_dir() -> Path:
     return cache_root() / "gguf"
 
 
+def is_gguf_path(path: str | Path) -> bool:
+    """Whether ``path`` names a GGUF file (by its ``.gguf`` suffix; a directory of that name is a directory)."""
+    return str(path).lower().endswith(".gguf") and not Path(path).expanduser().is_dir()
+
+
 def gguf_fingerprint(path: Path | str) -> str:
     """A digest of every byte of the file (its metadata holds the tokenizer and chat template, so sampling the
-    weights alone would miss an edited template): 0.2 s for 93 MB."""
-    return file_digest(Path(path).expanduser(), full=True)[:16]
+    weights alone would miss an edited template): 0.2 s for 93 MB, computed once per process and file version."""
+    resolved = Path(path).expanduser().resolve()
+    stat = resolved.stat()
+    return _digest(resolved, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return file_digest(path, full=True)[:16]
+
+
+def gguf_fingerprints(inputs: Mapping[str, object]) -> dict[str, str]:
+    """``{name: fingerprint}`` of every value of ``inputs`` that is an existing GGUF file, for a run's config.json:
+    a GGUF file is a checkpoint by itself, so its path alone does not say which model a run used."""
+    return {
+        name: gguf_fingerprint(value)
+        for name, value in inputs.items()
+        if isinstance(value, str | Path) and is_gguf_path(value) and Path(value).expanduser().is_file()
+    }
 
 
 def _entry(path: Path, cache_dir: Path | None) -> tuple[Path, str]:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from rmteacher.devices import resolve_device
-from rmteacher.gguf import GGUFError, convert_gguf
+from rmteacher.gguf import GGUFError, convert_gguf, is_gguf_path
 
 __all__ = [
     "CALLABLE_SPEC",
@@ -30,7 +30,6 @@ __all__ = [
     "ModelLoadError",
     "checkpoint_directory",
     "default_max_length",
-    "is_gguf_path",
     "load_policy",
     "load_pretrained",
     "load_tokenizer",
@@ -152,11 +151,6 @@ def _check_safetensors(loader: Any, directory: Path, *, kind: str, path: str) ->
     )
 
 
-def is_gguf_path(path: str | Path) -> bool:
-    """Whether ``path`` names a GGUF file (by its ``.gguf`` suffix; a directory of that name is a directory)."""
-    return str(path).lower().endswith(".gguf") and not Path(path).expanduser().is_dir()
-
-
 def checkpoint_directory(path: str, *, kind: str) -> str:
     """``path`` itself, or for a ``.gguf`` file its converted safetensors directory (:func:`rmteacher.gguf.
     convert_gguf`: from the cache, or converted now, about 20 s for a 135M model).
@@ -263,6 +257,7 @@ def load_policy(
     from transformers import AutoModelForCausalLM
 
     where = placement(f"policy {path!r}", device, dtype, device_map)
+    checkpoint_directory(path, kind="policy")  # a GGUF file that cannot be converted is the policy's error
     tokenizer = load_tokenizer(path, kind="policy", trust_remote_code=trust_remote_code)
     model = load_pretrained(
         AutoModelForCausalLM,

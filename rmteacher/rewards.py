@@ -25,12 +25,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from rmteacher.devices import resolve_device
+from rmteacher.gguf import is_gguf_path
 from rmteacher.loading import (
     CALLABLE_SPEC,
     Dtype,
     ModelLoadError,
     default_max_length,
-    is_gguf_path,
     load_pretrained,
     load_tokenizer,
     parse_reward_spec,
@@ -345,8 +345,9 @@ def load_reward(
 
     A ``module:function`` target is a :class:`CallableReward`; anything else a :class:`ModelReward` loaded like
     :func:`rmteacher.loading.load_policy` (``device``, ``dtype``, ``device_map``), with ``max_length``,
-    ``max_tokens_per_batch``, ``share_prefix`` and ``system_prompt`` as in :class:`ModelReward`. Free a model reward with ``.free()`` (or use
-    it as a context manager) before loading the next, to hold one reward model in memory at a time.
+    ``max_tokens_per_batch``, ``share_prefix`` and ``system_prompt`` as in :class:`ModelReward`. Call ``.free()``
+    on a reward (or use a model reward as a context manager) before loading the next, to hold one reward model in
+    memory at a time.
     """
     name, target = parse_reward_spec(spec, argument=argument)
     if CALLABLE_SPEC.match(target) and not Path(target).exists():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.study import INPUTS, StudyConfig, study_policies, study_reward_models
 from rmteacher.study.stages import check_run_dir
@@ -102,6 +103,7 @@ def run_study(config: StudyConfig) -> str:
     """Runs the study's incomplete stages, the analysis and the report; returns the findings and where it all is."""
     check_run_dir(config)  # refuse a wrong --out before building anything
     inputs = resolve_inputs(config)
+    convert_gguf_inputs("study", {"--policy": inputs.policy}, progress=config.progress)
     if config.design == "policies":
         assert inputs.task is not None and inputs.pairs is not None  # resolve_inputs: the sandbox, REQUIRED
         analysis = study_policies(

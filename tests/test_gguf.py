@@ -57,7 +57,7 @@ def test_an_architecture_transformers_cannot_load_is_named(tmp_path: Path, own_c
         r"causal LM by transformers 5\.\d+.*not supported.*; its GGUF support covers llama, mistral",
     ):
         load_policy(str(path), device="cpu")
-    with pytest.raises(ModelLoadError, match="--init tokenizer '.*tiny.gguf': GGUF architecture 'rwkv6'"):
+    with pytest.raises(ModelLoadError, match=r"--init tokenizer '.*tiny\.gguf': GGUF architecture 'rwkv6'"):
         load_tokenizer(str(path), kind="--init")
     # Nothing half-made is left in the cache: no entry, no scratch directory.
     assert cached_conversion(path) is None
@@ -69,7 +69,7 @@ def test_a_file_that_is_not_gguf_and_a_missing_file(tmp_path: Path) -> None:
     text.write_text("not a model")
     with pytest.raises(GGUFError, match=r"not a GGUF file transformers can read \(.*\)"):
         convert_gguf(text)
-    with pytest.raises(ModelLoadError, match="policy '.*missing.gguf': no such file"):
+    with pytest.raises(ModelLoadError, match=r"policy '.*missing\.gguf': no such file"):
         load_policy(str(tmp_path / "missing.gguf"))
 
 

@@ -50,12 +50,13 @@ def brevity(prompts, completions, **kwargs):
     """A proxy a policy can hack: fewer characters is better."""
     return [-len(_text(c)) / 20 for c in completions]
 '''
-# Questions SmolLM2-135M-Instruct answers briefly (probed: 16 of 16 samples ended within 24 tokens at temperature 1).
+# Questions SmolLM2-135M-Instruct answers briefly (probed at temperature 0.7 and 32 tokens, 2 seeds x 4 samples: 8, 8,
+# 7 and 7 of 8 samples finished; "frozen water" and "a spider's legs" made it ramble past 32 tokens).
 QUESTIONS = [
     ("What is the opposite of hot?", "cold"),
+    ("What is the opposite of up?", "down"),
     ("What is 2 + 3?", "5"),
-    ("What is frozen water called?", "ice"),
-    ("How many legs does a spider have?", "eight"),
+    ("What is the opposite of day?", "night"),
 ]
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM"  # the template's own, when none is given
 SYSTEM = "You answer in one word."
@@ -132,7 +133,8 @@ def evaluated(
 ) -> Path:
     """`rmteacher evaluate` of the GGUF policy with the template's default system prompt: 4 prompts x 4 samples.
 
-    At temperature 0.7: at 1, 3 of these 16 samples rambled past 48 tokens (13 of 16 finished, on the 0.8 line)."""
+    At temperature 0.7, on questions it answers briefly: at 1, or on questions that make it ramble, 13 of 16 samples
+    finished (on the 0.8 line) even with 48 tokens."""
     out = tmp_path_factory.mktemp("smollm2-eval") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(task["root"]))

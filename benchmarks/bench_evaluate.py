@@ -10,7 +10,7 @@ Run from the repository root (``--quick``: 20 prompts x 4 samples, 2 reward mode
    weights), both ways giving the same scores (checked to 1e-4 before timing):
    - the authors' RM-eval loop: per reward model apply the chat template and tokenize again, arrival order, fixed
      batch size, ``torch.no_grad``, at batch 16, 32 and 64 (their configs use 32 or 64);
-   - rmteacher's :class:`rmteacher.models.ModelReward`: each prompt's shared prefix run once and its key/value
+   - rmteacher's :class:`rmteacher.rewards.ModelReward`: each prompt's shared prefix run once and its key/value
      cache reused for its K completions, length-sorted batches filled to a token budget, ``torch.inference_mode``.
 2. **End to end**: the ``rmteacher evaluate`` command in a fresh process (wall time: start-up, imports, loading,
    sampling, scoring, bootstrap, writing the run directory and its figure) against its pure compute (sampling plus
@@ -89,7 +89,7 @@ def authors_scores(model: Any, tokenizer: Any, prompts: list[str], completions: 
 
 
 def scoring(task: Any, policy: Any, tokenizer: Any, prompts: list[str], args: argparse.Namespace) -> None:
-    from rmteacher.models import ModelReward
+    from rmteacher.rewards import ModelReward
     from rmteacher.sampling import sample_completions
 
     samples = sample_completions(
@@ -144,7 +144,7 @@ def run_cli(command: list[str], threads: int) -> None:
 def end_to_end(task: Any, policy: Any, tokenizer: Any, prompts_table: Any, args: argparse.Namespace) -> None:
     """``rmteacher evaluate`` in a fresh process against sampling + scoring here, for both reward paths."""
     from rmteacher import sandbox
-    from rmteacher.models import load_reward
+    from rmteacher.rewards import load_reward
     from rmteacher.sampling import sample_completions
     from rmteacher.tables import load_pairs
 
@@ -274,7 +274,7 @@ def main() -> None:
     threads = _timing.pin_torch_threads(args.threads)
 
     from rmteacher import sandbox
-    from rmteacher.models import load_policy
+    from rmteacher.loading import load_policy
 
     task = sandbox.build(progress=False)  # build (or find) the cache before timing anything
     policy, tokenizer = load_policy(str(task.policy_dir))

@@ -173,7 +173,8 @@ def peak_memory(task: Any, paths: list[Path], work: Path, args: argparse.Namespa
 def dtype_throughput(task: Any, path: Path, args: argparse.Namespace) -> None:
     import torch
 
-    from rmteacher.models import load_policy, load_reward
+    from rmteacher.loading import load_policy
+    from rmteacher.rewards import load_reward
     from rmteacher.sampling import sample_completions
     from rmteacher.tables import load_prompts
 
@@ -235,7 +236,7 @@ def main() -> None:
     _timing.header("bench_memory: reward models one at a time vs all at once; bfloat16 vs float32", threads=threads,
                    settings=settings)  # fmt: skip
     from rmteacher import sandbox
-    from rmteacher.models import load_tokenizer
+    from rmteacher.loading import load_tokenizer
 
     start = time.perf_counter()
     task = sandbox.build(progress=False)

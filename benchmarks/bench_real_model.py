@@ -20,7 +20,7 @@ prompts are those of the real-model study (:mod:`rmteacher.tasks.constraints`, s
 2. **Scoring** ``--rm-samples`` (prompt, completion) pairs of the policy with a 135M sequence-classification reward
    model (the policy's weights with a fresh, seeded scalar head: ``AutoModelForSequenceClassification``,
    ``num_labels=1``, saved to a temporary directory), in float32 and bfloat16:
-   - rmteacher's scorer (:class:`rmteacher.models.ModelReward`: shared prompt prefix, sorted token-budget batches);
+   - rmteacher's scorer (:class:`rmteacher.rewards.ModelReward`: shared prompt prefix, sorted token-budget batches);
    - the authors' loop at batch 32 (``bench_evaluate.authors_scores``: template, tokenize, fixed batches);
    both giving the same scores (checked before timing: to 1e-3 in float32, 0.1 in bfloat16).
 
@@ -170,7 +170,7 @@ def scoring(policy: Any, tokenizer: Any, prompts: list[Any], samples: list[Any],
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from rmteacher.models import load_reward
+    from rmteacher.rewards import load_reward
 
     rows = [prompts[s.prompt_index] for s in samples]
     completions = [s.text for s in samples]
@@ -238,7 +238,7 @@ def main() -> None:
 
     import torch
 
-    from rmteacher.models import load_policy
+    from rmteacher.loading import load_policy
 
     policy, tokenizer = load_policy(policy_path, dtype="float32")
     models = {"float32": policy}

@@ -25,10 +25,12 @@ from tqdm.auto import tqdm
 
 from rmteacher.devices import resolve_device
 from rmteacher.fingerprints import file_digest, reward_fingerprint
+from rmteacher.gguf import gguf_fingerprints
+from rmteacher.loading import load_policy, parse_reward_spec
 from rmteacher.metrics import select_prompts
-from rmteacher.models import ModelReward, Reward, load_policy, load_reward, parse_reward_spec
 from rmteacher.options import STOP_HELP, check_options, decode_escapes, option, resamples_check, seed_check, stop_check
 from rmteacher.preflight import check_reward
+from rmteacher.rewards import ModelReward, Reward, load_reward
 from rmteacher.rundir import open_run
 from rmteacher.sampling import sample_completions
 from rmteacher.scoring import extra_columns, score_rows
@@ -325,7 +327,14 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
               # Only when given, so that runs made before the key existed keep their identity.
               **({"stop": config.stop_strings()} if config.stop else {})}
     )  # fmt: skip
+    source.update(_gguf_fingerprints(config))
     return source
+
+
+def _gguf_fingerprints(config: EvaluateConfig) -> dict[str, Any]:
+    """The policy's content fingerprint when it is a GGUF file (a whole checkpoint in one file)."""
+    fingerprints = gguf_fingerprints({"policy": config.policy}) if config.samples is None else {}
+    return {"gguf_fingerprints": fingerprints} if fingerprints else {}
 
 
 #: Below this share of finished samples evaluate warns (issue 10): the metrics then describe completions cut at
@@ -657,10 +666,9 @@ def _score_all(
             pair_scores[name] = _score_pairs(name, reward, pairs, state)
             if isinstance(reward, ModelReward):
                 truncations[name]["pairs"] = _processes_total(reward.num_truncated - before, state)
-        # One reward model in memory at a time. A Python-function reward holds nothing to free, and a full
-        # collection costs 0.14 s once torch and transformers are loaded (benchmarks/bench_evaluate.py).
-        if isinstance(reward, ModelReward):
-            reward.free()
+        # One reward model in memory at a time (a Python-function reward holds nothing to free, and frees nothing:
+        # a full collection costs 0.14 s once torch and transformers are loaded, benchmarks/bench_evaluate.py).
+        reward.free()
         del reward
         scores[name] = merged["reward"].to_numpy(dtype=np.float64)
     cut = {name: n for name, n in truncations.items() if n["samples"] or n["pairs"]}
@@ -713,6 +721,7 @@ def write_outputs(
             table[name] = column.values.ravel()
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     resolved["stop"], resolved["stop_as_typed"] = config.stop_strings(), config.stop
+    resolved.update(_gguf_fingerprints(config))
     write_json_atomic(config.out / "config.json", resolved)
     write_parquet_atomic(table, config.out / "samples.parquet")
     write_json_atomic(config.out / "metrics.json", result)

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rmteacher.models import (
-    _CALLABLE_SPEC,
+from rmteacher.gguf import is_gguf_path
+from rmteacher.loading import (
+    CALLABLE_SPEC,
     ModelLoadError,
-    _check_safetensors,
-    _load_pretrained,
-    load_reward,
+    check_safetensors,
+    load_pretrained,
     load_tokenizer,
     parse_reward_spec,
 )
+from rmteacher.rewards import load_reward
 
 __all__ = ["check_reward"]
 
 
 def check_reward(spec: str, *, argument: str = "--reward-model", trust_remote_code: bool = False) -> str:
-    """Checks that :func:`rmteacher.models.load_reward` would load ``NAME=PATH_OR_CALLABLE``, without model weights.
+    """Checks that :func:`rmteacher.rewards.load_reward` would load ``NAME=PATH_OR_CALLABLE``, without model weights.
 
     Returns:
         ``"callable"`` or ``"model"``, what the spec names.
@@ -39,7 +40,9 @@ def check_reward(spec: str, *, argument: str = "--reward-model", trust_remote_co
         ValueError: ``spec`` is not of the form ``NAME=PATH_OR_CALLABLE``.
     """
     name, target = parse_reward_spec(spec, argument=argument)
-    if _CALLABLE_SPEC.match(target) and not Path(target).exists():
+    if is_gguf_path(target):
+        load_reward(spec, argument=argument)  # refuses a GGUF (a causal LM, no scalar head) before loading anything
+    if CALLABLE_SPEC.match(target) and not Path(target).exists():
         load_reward(spec, argument=argument)  # imports the module and looks the function up; holds no weights
         return "callable"
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -49,10 +52,10 @@ def check_reward(spec: str, *, argument: str = "--reward-model", trust_remote_co
     load_tokenizer(target, kind=kind, trust_remote_code=trust_remote_code)
     local = Path(target).expanduser()
     if local.is_dir():
-        _check_safetensors(AutoModelForSequenceClassification, local, kind=kind, path=target)
+        check_safetensors(AutoModelForSequenceClassification, local, kind=kind, path=target)
         if not any(local.glob("*.safetensors")):
             raise ModelLoadError(f"{argument} {spec!r}: {local} holds no weights (*.safetensors)")
-    config = _load_pretrained(AutoConfig, target, kind=kind, trust_remote_code=trust_remote_code)
+    config = load_pretrained(AutoConfig, target, kind=kind, trust_remote_code=trust_remote_code)
     architectures = list(getattr(config, "architectures", None) or [])
     remote = trust_remote_code and "AutoModelForSequenceClassification" in (getattr(config, "auto_map", None) or {})
     if not remote and config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:

@@ -258,7 +258,7 @@ def select_prompts(config: SelectPromptsConfig) -> dict[str, Any]:
 def _sample(config: SelectPromptsConfig) -> tuple[Path, str]:
     """Samples the policy on the prompts through ``rmteacher evaluate``'s pipeline; returns its run and reward name."""
     from rmteacher.evaluate import EvaluateConfig, evaluate
-    from rmteacher.models import parse_reward_spec
+    from rmteacher.loading import parse_reward_spec
     from rmteacher.tables import load_prompts
 
     name, _ = parse_reward_spec(config.reward, argument="--reward")

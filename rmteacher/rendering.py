@@ -33,6 +33,7 @@ that rejects system messages (e.g. Gemma's) is an error naming the template and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,9 +42,11 @@ __all__ = [
     "SYSTEM_SEPARATOR",
     "Prompt",
     "completion_text",
+    "encode_conversations",
     "encode_rendered",
     "has_chat_template",
     "is_conversational",
+    "prompt_key",
     "prompt_messages",
     "render_conversation",
     "render_prompt",
@@ -195,6 +198,44 @@ def encode_rendered(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
         return []
     encoded = tokenizer(list(texts), add_special_tokens=not has_chat_template(tokenizer))
     return [list(ids) for ids in encoded["input_ids"]]
+
+
+def prompt_key(prompt: Prompt) -> str:
+    """A hashable key for a prompt of either format (conversations are lists, not hashable)."""
+    return prompt if isinstance(prompt, str) else json.dumps(list(prompt), sort_keys=True, default=str)
+
+
+# Several reward models usually share a tokenizer and score the same samples: render and tokenize them once. Only
+# the last few sets are kept (each holds the token ids of one evaluation's samples).
+_ENCODED: dict[tuple[Any, ...], list[list[int]]] = {}
+_ENCODED_SETS = 4
+
+
+def encode_conversations(
+    tokenizer: Any, prompts: Sequence[Prompt], completions: Sequence[Any], system_prompt: str | None
+) -> list[list[int]]:
+    """Token ids of each rendered (prompt, completion) (:func:`render_conversation`, :func:`encode_rendered`),
+    cached for the last few tokenizer/sample sets. Callers must not modify the lists returned."""
+    signature = (
+        type(tokenizer).__name__,
+        # Loaded tokenizers are identified by where they came from; in-memory ones only by themselves.
+        getattr(tokenizer, "name_or_path", "") or id(tokenizer),
+        len(tokenizer),
+        getattr(tokenizer, "chat_template", None),
+        tokenizer.eos_token,
+        system_prompt,
+        hash(tuple(prompt_key(p) for p in prompts)),
+        hash(tuple(c if isinstance(c, str) else prompt_key(c) for c in completions)),
+    )
+    if signature not in _ENCODED:
+        texts = [
+            render_conversation(tokenizer, p, c, system_prompt=system_prompt)
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        while len(_ENCODED) >= _ENCODED_SETS:
+            _ENCODED.pop(next(iter(_ENCODED)))
+        _ENCODED[signature] = encode_rendered(tokenizer, texts)
+    return _ENCODED[signature]
 
 
 def _name(tokenizer: Any) -> str:

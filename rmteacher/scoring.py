@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rmteacher.models import Reward, RewardError
+from rmteacher.rewards import Reward, RewardError
 
 __all__ = ["extra_columns", "score_rows"]
 

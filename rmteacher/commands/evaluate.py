@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.evaluate import EvaluateConfig, evaluate
 
@@ -56,6 +57,7 @@ def run_evaluate(config: EvaluateConfig) -> str:
     from rmteacher.report.evaluate import render_markdown
 
     config = with_sandbox_defaults(config)
+    convert_gguf_inputs("evaluate", {"--policy": config.policy}, progress=config.progress)
     result = evaluate(config)
     if not PartialState().is_main_process:
         return ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.training.rl import RLConfig, train_rl
 
@@ -38,6 +39,7 @@ def run_rl(config: RLConfig) -> str:
             prompts=task.train_prompts,
             eval_prompts=task.eval_prompts,
         )
+    convert_gguf_inputs("rl", {"--policy": config.policy}, progress=config.progress)
     result = train_rl(config)
     if not PartialState().is_main_process:
         return ""

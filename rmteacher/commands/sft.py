@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.options import check_options, option, seed_check
 from rmteacher.rendering import has_chat_template, trl_prompt
@@ -167,6 +168,7 @@ def run_sft(config: SFTConfig) -> str:
     start = time.perf_counter()
     task = sandbox_if_nothing_given("sft", {"--model": config.model, "--data": config.data}, progress=config.progress)
     data = task.demonstrations if task is not None else config.data
+    convert_gguf_inputs("sft", {"--model": config.model}, progress=config.progress)
     assert data is not None
     inputs = {"model": config.model or "fresh sandbox policy", "data": str(data)}
     resolved = resolved_config("sft", config, inputs)
@@ -185,7 +187,7 @@ def run_sft(config: SFTConfig) -> str:
                 tokenizer = build_tokenizer()
                 model = new_policy(tokenizer, seed=config.seed)
             else:
-                from rmteacher.models import load_policy
+                from rmteacher.loading import load_policy
 
                 model, tokenizer = load_policy(
                     config.model or "", device="cpu", trust_remote_code=config.trust_remote_code

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.study import INPUTS, StudyConfig, study_policies, study_reward_models
 from rmteacher.study.stages import check_run_dir
@@ -86,7 +87,7 @@ def resolve_inputs(config: StudyConfig) -> StudyInputs:
     if config.design == "policies":
         print("rmteacher study: --design policies makes its policies on the built-in sandbox task", file=sys.stderr)
         task = sandbox.build(seed=config.sandbox_seed, progress=config.progress)
-    from rmteacher.models import parse_reward_spec
+    from rmteacher.loading import parse_reward_spec
 
     # Given by REQUIRED, whichever the design.
     assert config.prompts is not None and config.eval_prompts is not None and config.ground_truth is not None
@@ -105,6 +106,7 @@ def run_study(config: StudyConfig) -> str:
     """Runs the study's incomplete stages, the analysis and the report; returns the findings and where it all is."""
     check_run_dir(config)  # refuse a wrong --out before building anything
     inputs = resolve_inputs(config)
+    convert_gguf_inputs("study", {"--policy": inputs.policy}, progress=config.progress)
     if config.design == "policies":
         assert inputs.task is not None and inputs.pairs is not None  # resolve_inputs: the sandbox, REQUIRED
         analysis = study_policies(

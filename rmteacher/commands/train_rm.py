@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
 
@@ -31,6 +32,7 @@ def run_train_rm(config: TrainRMConfig) -> str:
         config = dataclasses.replace(
             config, policy=str(task.policy_dir), pairs=task.pairs, ground_truth=f"ground_truth={sandbox.GROUND_TRUTH}"
         )
+    convert_gguf_inputs("train-rm", {"--policy": config.policy, "--init": config.init}, progress=config.progress)
     summary = train_reward_model(config)
     if not summary:
         return ""

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
+from rmteacher.fingerprints import cache_root, exclusive_lock
 from rmteacher.sandbox.data import make_tables
 from rmteacher.tables import write_json_atomic
 
@@ -109,8 +108,7 @@ class SandboxTask:
 
 def default_cache_dir() -> Path:
     """``$RMTEACHER_CACHE/sandbox`` when the variable is set, else ``~/.cache/rmteacher/sandbox``."""
-    base = os.environ.get("RMTEACHER_CACHE")
-    return Path(base) / "sandbox" if base else Path.home() / ".cache" / "rmteacher" / "sandbox"
+    return cache_root() / "sandbox"
 
 
 def _code_digest() -> str:
@@ -119,7 +117,7 @@ def _code_digest() -> str:
     package = Path(__file__).parents[1]
     # The library code a build runs: this package, the SFT function, sampling and rendering, the variance metric.
     library = [
-        "training/sft.py", "training/runs.py", "sampling.py", "models.py", "rendering.py", "metrics.py", "threads.py"
+        "training/sft.py", "training/runs.py", "sampling.py", "loading.py", "rendering.py", "metrics.py", "threads.py"
     ]  # fmt: skip
     sources = [*sorted(Path(__file__).parent.glob("*.py")), *(package / name for name in library)]
     for path in sources:
@@ -142,17 +140,6 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w") as file:
         for row in rows:
             file.write(json.dumps(row) + "\n")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` for the block (released by the OS if the process dies)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -200,7 +187,7 @@ def build(
     if (root / MANIFEST).is_file():
         return SandboxTask.from_manifest(root)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / f".{key}.lock"):
+    with exclusive_lock(cache_dir / f".{key}.lock"):
         if (root / MANIFEST).is_file():  # another process finished it while we waited
             return SandboxTask.from_manifest(root)
         scratch = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}.tmp-"))

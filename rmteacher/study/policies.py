@@ -121,7 +121,7 @@ def study_policies(
         ValueError: a missing input.
     """
     from rmteacher.evaluate import EvaluateConfig, evaluate
-    from rmteacher.models import parse_reward_spec
+    from rmteacher.loading import parse_reward_spec
     from rmteacher.report.policies import analyze, write_report
     from rmteacher.sandbox import data as sandbox_data
     from rmteacher.sandbox.rewards import POLICY_STUDY_REWARDS

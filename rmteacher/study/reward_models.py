@@ -66,7 +66,7 @@ def study_reward_models(
         ValueError: a missing input, or no ``pairs`` to train reward models on.
     """
     from rmteacher.evaluate import EvaluateConfig, evaluate
-    from rmteacher.models import parse_reward_spec
+    from rmteacher.loading import parse_reward_spec
     from rmteacher.report.reward_models import analyze, write_report
     from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
 
@@ -210,7 +210,7 @@ def check_policy_renders(policy: str, prompts: Path, config: StudyConfig) -> Non
     Raises:
         ValueError: the template's own message, naming the tokenizer and the roles.
     """
-    from rmteacher.models import load_tokenizer
+    from rmteacher.loading import load_tokenizer
     from rmteacher.rendering import render_prompt
     from rmteacher.tables import load_prompts
 

@@ -4,7 +4,7 @@ The pipeline reads top to bottom: resolve inputs (the sandbox task by default), 
 the preference set (a seeded fraction F of the prompts get 2 samples of ``--policy``, stopped as ``rmteacher
 evaluate`` stops them, labelled by ``--ground-truth``, which gets the ``--prompts`` table's other columns as keyword
 arguments; the rest keep their off-policy pair; :mod:`rmteacher.training.preferences`), render and tokenize it
-exactly as :class:`rmteacher.models.ModelReward` will score it (:mod:`rmteacher.rendering`, ``--system-prompt``
+exactly as :class:`rmteacher.rewards.ModelReward` will score it (:mod:`rmteacher.rendering`, ``--system-prompt``
 included), start the reward model from a causal LM (``AutoModelForSequenceClassification``, one label; the paper
 starts from the SFT policy), train it with TRL's ``RewardTrainer`` as it is (loss
 ``-log σ(r_c - r_r) + c·mean((r_c + r_r)²)``, c = ``--center-rewards-coefficient``), and write the run directory:
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from rmteacher.models import ModelLoadError, quiet_loading
+from rmteacher.loading import ModelLoadError, checkpoint_directory, quiet_loading
 from rmteacher.options import STOP_HELP, check_options, decode_escapes, option, seed_check, stop_check
 from rmteacher.rendering import encode_rendered, render_conversation
 from rmteacher.rundir import open_run
@@ -238,7 +238,8 @@ def sample_on_policy_pairs(
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from rmteacher.models import load_policy, load_reward
+    from rmteacher.loading import load_policy
+    from rmteacher.rewards import load_reward
     from rmteacher.sampling import sample_completions
     from rmteacher.scoring import score_rows
 
@@ -302,7 +303,7 @@ def assemble_preferences(
 def encode_preferences(
     prefs: pd.DataFrame, tokenizer: Any, *, max_length: int, system_prompt: str | None = None
 ) -> tuple[dict[str, list[Any]], int]:
-    """Token ids of each pair's chosen and rejected conversation, as :class:`rmteacher.models.ModelReward` scores them.
+    """Token ids of each pair's chosen and rejected conversation, as :class:`rmteacher.rewards.ModelReward` scores them.
 
     Both sides are rendered with :func:`rmteacher.rendering.render_conversation` (with ``system_prompt``) and
     tokenized with :func:`rmteacher.rendering.encode_rendered`, as scoring does, so the reward model is trained on
@@ -336,14 +337,15 @@ def reward_model_from_causal_lm(path: str, tokenizer: Any, *, seed: int, trust_r
     from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
+    directory = checkpoint_directory(path, kind="--init")  # a .gguf file: its converted directory
     try:
-        model_config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model_config = AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
         model_config.num_labels = 1
         model_config.pad_token_id = tokenizer.pad_token_id
         set_seed(seed)
         with suppress_seqcls_warning(), quiet_loading():
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                path,
+                directory,
                 config=model_config,
                 use_safetensors=True,
                 trust_remote_code=trust_remote_code,
@@ -400,7 +402,7 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import RewardTrainer
 
-    from rmteacher.models import load_tokenizer
+    from rmteacher.loading import load_tokenizer
 
     state = PartialState()
     start = time.perf_counter()
@@ -462,7 +464,7 @@ def train_reward_model(config: TrainRMConfig) -> dict[str, Any]:
         trainer.add_callback(divergence_guard("train-rm"))
         trainer.train(resume_from_checkpoint=checkpoint)
 
-        # 4. The model and its tokenizer, loadable with rmteacher.models.load_reward.
+        # 4. The model and its tokenizer, loadable with rmteacher.rewards.load_reward.
         trainer.save_model(str(config.out / "model"))
         if not state.is_main_process:
             return {}

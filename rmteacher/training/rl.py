@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rmteacher.loading import load_policy, parse_reward_spec
 from rmteacher.metrics import NormalizationStats, fit_normalization, select_prompts
-from rmteacher.models import Reward, RewardError, load_policy, load_reward, parse_reward_spec
 from rmteacher.options import check_options, option, seed_check
+from rmteacher.rewards import Reward, RewardError, load_reward
 from rmteacher.rundir import open_run, read_jsonl
 from rmteacher.scoring import extra_columns
 from rmteacher.tables import load_prompts, write_json_atomic

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from rmteacher.metrics import NormalizationStats
-from rmteacher.models import Reward
 from rmteacher.rendering import encode_rendered, render_prompt
+from rmteacher.rewards import Reward
 from rmteacher.sampling import Completion, sample_completions
 from rmteacher.scoring import score_rows
 

@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from rmteacher.gguf import gguf_fingerprints
 from rmteacher.rundir import RunDir, complete_checkpoints
 
 __all__ = [
@@ -94,7 +95,11 @@ def resolved_config(command: str, config: Any, inputs: Mapping[str, Any]) -> dic
     versions = {p: version(p) for p in ("torch", "transformers", "trl")}
     full = {"command": command, **options, "resolved_inputs": dict(inputs), "versions": versions}
     identity = {k: v for k, v in options.items() if k not in VOLATILE_OPTIONS}
-    return {"config": full, "identity": {**identity, "resolved_inputs": dict(inputs)}}
+    identity["resolved_inputs"] = dict(inputs)
+    fingerprints = gguf_fingerprints(inputs)  # a GGUF file is a whole checkpoint: record its content, not its path
+    if fingerprints:
+        full["gguf_fingerprints"] = identity["gguf_fingerprints"] = fingerprints
+    return {"config": full, "identity": identity}
 
 
 def last_complete_checkpoint(checkpoints: Path, run: RunDir) -> str | None:

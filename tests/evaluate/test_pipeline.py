@@ -120,7 +120,7 @@ def test_same_seed_same_samples_and_budget_auto(tiny: dict[str, Path], tmp_path:
 def test_tokenizer_without_pad_token_is_handled(tiny: dict[str, Path], tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from rmteacher.models import load_policy
+    from rmteacher.loading import load_policy
 
     policy = tmp_path / "policy"
     model, tokenizer = load_policy(str(tiny["policy"]))
@@ -227,7 +227,7 @@ def test_two_processes_give_the_same_samples_and_metrics(tiny: dict[str, Path], 
 
 
 def test_shared_prefix_scoring_gives_the_same_numbers(tiny: dict[str, Path]) -> None:
-    from rmteacher.models import ModelReward, load_reward
+    from rmteacher.rewards import ModelReward, load_reward
 
     reward = load_reward(f"rm={tiny['rm_same']}")
     assert isinstance(reward, ModelReward)

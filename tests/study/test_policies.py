@@ -163,7 +163,7 @@ def test_resume_redoes_nothing(study_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_a_bare_module_function_reward_model_has_its_rl_runs_found(study_dir: Path, tmp_path: Path) -> None:
-    """`rmteacher evaluate` names a bare ``pkg.mod:fn`` reward model ``fn`` (models.parse_reward_spec); its RL runs
+    """`rmteacher evaluate` names a bare ``pkg.mod:fn`` reward model ``fn`` (loading.parse_reward_spec); its RL runs
     must be named the same, or the report finds none of them."""
     run = tmp_path / "run"
     # The module's run without its RL runs: the initial policies are kept (their stages match), the rest is redone.

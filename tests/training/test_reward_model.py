@@ -15,7 +15,8 @@ import torch
 from safetensors.numpy import load_file
 
 from rmteacher.commands.train_rm import run_train_rm
-from rmteacher.models import ModelReward, load_reward, render_conversation
+from rmteacher.rendering import render_conversation
+from rmteacher.rewards import ModelReward, load_reward
 from rmteacher.rundir import RunDirError
 from rmteacher.sandbox import GROUND_TRUTH, SandboxTask
 from rmteacher.sandbox.tokenizer import build_tokenizer

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rmteacher.models import load_policy
+from rmteacher.loading import load_policy
 from rmteacher.rendering import encode_rendered, render_prompt
 from rmteacher.sampling import sample_completions
 from rmteacher.training.rl_eval import PolicyEvaluator

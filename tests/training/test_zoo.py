@@ -22,8 +22,9 @@ from safetensors.numpy import load_file, save_file
 
 from rmteacher.cli import main
 from rmteacher.commands.sft import sft_rows
-from rmteacher.models import ModelReward, load_policy, load_reward, load_tokenizer
+from rmteacher.loading import load_policy, load_tokenizer
 from rmteacher.rendering import encode_rendered, render_conversation, render_prompt
+from rmteacher.rewards import ModelReward, load_reward
 from rmteacher.sampling import end_token_ids, sample_completions
 from rmteacher.tables import TableError
 from rmteacher.threads import torch_threads

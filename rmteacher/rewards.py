@@ -1,300 +1,48 @@
-"""Loading policies and reward models, and scoring (prompt, completion) pairs with them.
+"""Rewards: scoring (prompt, completion) pairs with a reward model or a reward function.
 
 A reward is either a Hugging Face sequence-classification model with a scalar head (a local directory or a hub id
-the user has) or a Python callable named ``module:function`` in TRL's reward-function form
-``f(prompts, completions, **kwargs) -> list[float]``. Weights load from safetensors only and ``trust_remote_code``
-stays off unless asked for; nothing is unpickled.
+the user has; :class:`ModelReward`) or a Python callable named ``module:function`` in TRL's reward-function form
+``f(prompts, completions, **kwargs) -> list[float]`` (:class:`CallableReward`). Models load as
+:mod:`rmteacher.loading` loads checkpoints: safetensors only, ``trust_remote_code`` off unless asked for.
 
 Every reward model renders each (prompt, completion) with its *own* chat template and tokenizer
 (:mod:`rmteacher.rendering`), so a reward model whose tokenizer or template differs from the policy's is handled the
-same way as one that shares it. Reward functions get what TRL gives them (:class:`CallableReward`).
+same way as one that shares it. Reward functions get what TRL gives them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gc
 import importlib
-import json
-import logging
 import math
-import os
-import re
-import socket
 import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
+from typing import Any, Protocol
 
 import numpy as np
 
-from rmteacher.rendering import (
-    Prompt,
-    completion_text,
-    encode_rendered,
-    is_conversational,
-    render_conversation,
-    render_prompt,
-    trl_prompt,
+from rmteacher.devices import resolve_device
+from rmteacher.gguf import is_gguf_path
+from rmteacher.loading import (
+    CALLABLE_SPEC,
+    Dtype,
+    ModelLoadError,
+    default_max_length,
+    load_pretrained,
+    load_tokenizer,
+    parse_reward_spec,
+    placement,
 )
+from rmteacher.rendering import Prompt, encode_conversations, is_conversational, prompt_key
 
-__all__ = [
-    "DTYPES",
-    "CallableReward",
-    "ModelLoadError",
-    "ModelReward",
-    "Prompt",
-    "Reward",
-    "RewardError",
-    "completion_text",
-    "default_max_length",
-    "encode_rendered",
-    "load_policy",
-    "load_reward",
-    "load_tokenizer",
-    "parse_reward_spec",
-    "quiet_loading",
-    "render_conversation",
-    "render_prompt",
-    "trl_prompt",
-]
-
-# ``package.module:function``: a callable; anything else is a model path or hub id.
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-# A hub id as huggingface_hub validates it: ``name`` or ``owner/name``, letters, digits, ``-_.``, no ``--``/``..``.
-_HUB_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
-
-Dtype = Literal["auto", "bfloat16", "float16", "float32"]
-#: The ``dtype`` values :func:`load_policy` and :func:`load_reward` accept (None: transformers' default).
-DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
-
-
-class ModelLoadError(ValueError):
-    """A policy or reward model that cannot be loaded (the message says which and why)."""
+__all__ = ["CallableReward", "ModelReward", "Reward", "RewardError", "load_reward"]
 
 
 class RewardError(ValueError):
     """A reward that returned a non-finite value or raised (the message names the reward, prompt and sample)."""
-
-
-def parse_reward_spec(spec: str, *, argument: str = "--reward-model") -> tuple[str, str]:
-    """Splits ``NAME=PATH_OR_CALLABLE``; a bare path or callable is named after its last component."""
-    name, sep, target = spec.partition("=")
-    if not sep:
-        target = spec
-        name = spec.rsplit(":", 1)[-1] if _CALLABLE_SPEC.match(spec) else Path(spec.rstrip("/")).name
-    name, target = name.strip(), target.strip()
-    if not name or not target:
-        raise ValueError(f"{argument} {spec!r}: expected NAME=PATH_OR_CALLABLE, e.g. rm=./my-rm or gt=pkg.mod:fn")
-    if not re.fullmatch(r"[\w.\-]+", name):
-        raise ValueError(f"{argument} {spec!r}: the name {name!r} may hold only letters, digits, '_', '-' and '.'")
-    return name, target
-
-
-# ------------------------------------------------------------------------------------------------------- loading
-
-
-def _resolve_device(device: str | None) -> Any:
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _placement(kind: str, device: str | None, dtype: str | None, device_map: Any) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments for ``dtype`` and ``device_map`` (validated)."""
-    if dtype is not None and dtype not in DTYPES:
-        raise ModelLoadError(f"{kind}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    if device is not None and device_map is not None:
-        raise ModelLoadError(f"{kind}: give a device ({device!r}) or a device_map ({device_map!r}), not both")
-    kwargs: dict[str, Any] = {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    return kwargs
-
-
-def _hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` set (now or when huggingface_hub was imported), or the hub's endpoint unreachable."""
-    from huggingface_hub import constants
-
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"} or constants.HF_HUB_OFFLINE:
-        return True
-    return not _hub_reachable(constants.ENDPOINT)
-
-
-@functools.cache
-def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` s (asked once per process).
-
-    Without this, a machine with no network retries every file for about a minute before failing.
-    """
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    reachable: list[bool] = []
-
-    def probe() -> None:  # in a thread: name resolution has no timeout of its own
-        try:
-            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
-            reachable.append(True)
-        except OSError:
-            reachable.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(reachable and reachable[0])
-
-
-def _not_a_load_report(record: logging.LogRecord) -> bool:
-    return "LOAD REPORT" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """No "Loading weights" bar and no per-model load report on stderr, for the block (rmteacher checks missing keys
-    itself; code that loads a model whose new weights are expected, e.g. a reward head on a causal LM, uses it too).
-
-    The report is filtered out rather than the logger's level raised: transformers 5.23 logs a tensor-parallel
-    plan check whenever that logger's level is WARNING or above.
-    """
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    report = logging.getLogger("transformers.modeling_utils")
-    report.addFilter(_not_a_load_report)
-    try:
-        yield
-    finally:
-        report.removeFilter(_not_a_load_report)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _check_safetensors(loader: Any, directory: Path, *, kind: str, path: str) -> None:
-    if any(directory.glob("*.safetensors")) or not any(directory.glob("pytorch_model*.bin")):
-        return
-    cls = getattr(loader, "__name__", "AutoModel")
-    raise ModelLoadError(
-        f"{kind} {path!r}: weights must be safetensors, and this directory has only pytorch_model*.bin (pickles, "
-        f'which rmteacher does not load); convert once, for a checkpoint you trust, with: python -c "from '
-        f"transformers import {cls}; {cls}.from_pretrained('{directory}', use_safetensors=False)"
-        f".save_pretrained('{directory}')\""
-    )
-
-
-def _load_pretrained(
-    loader: Any, path: str, *, kind: str, trust_remote_code: bool, weights: bool = False, **kwargs: Any
-) -> Any:
-    """``loader.from_pretrained(path)`` with rmteacher's rules.
-
-    - A path that exists is a local directory, with or without ``./`` (``models/rm``); one that does not exist and
-      is not a plausible hub id (``name`` or ``owner/name``) is "no such directory".
-    - A hub id loads from the local cache only when the hub is offline (``HF_HUB_OFFLINE=1``) or unreachable, so
-      the error comes at once instead of after a minute of retries.
-    - ``weights``: a model (not a tokenizer): safetensors only; weights the checkpoint lacks are an error (they
-      would be random), reported instead of transformers' load report.
-    """
-    local = Path(path).expanduser()
-    if local.exists():
-        if not local.is_dir():
-            raise ModelLoadError(f"{kind} {path!r}: not a directory (give the model's directory)")
-        if weights:
-            _check_safetensors(loader, local, kind=kind, path=path)
-        source = str(local)
-    elif path.startswith((".", "/", "~")) or not _HUB_ID.match(path):
-        raise ModelLoadError(f"{kind} {path!r}: no such directory")
-    else:
-        source = path
-        if _hub_offline():
-            kwargs["local_files_only"] = True
-    try:
-        with quiet_loading():
-            loaded = loader.from_pretrained(
-                source,
-                trust_remote_code=trust_remote_code,
-                **({"output_loading_info": True} if weights else {}),
-                **kwargs,
-            )
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if kwargs.get("local_files_only") and not local.exists():
-            reason = (
-                "not a local directory, and the hub is offline (HF_HUB_OFFLINE or no network) and it is not in the "
-                f"local cache; give a local directory, or download it first (hf download {path}). Detail: {reason}"
-            )
-        raise ModelLoadError(f"{kind} {path!r}: cannot be loaded ({reason})") from None
-    if not weights:
-        return loaded
-    model, info = loaded
-    if info.get("missing_keys") or info.get("mismatched_keys"):
-        missing = sorted(info.get("missing_keys") or []) + [k[0] for k in info.get("mismatched_keys") or []]
-        raise ModelLoadError(
-            f"{kind} {path!r}: the checkpoint has no trained weights for {', '.join(missing[:4])}"
-            f"{' ...' if len(missing) > 4 else ''} (they would be random); is it the right kind of model "
-            f"({model.__class__.__name__})?"
-        )
-    return model
-
-
-def load_tokenizer(path: str, *, kind: str, trust_remote_code: bool = False) -> Any:
-    """Loads a tokenizer and makes sure it can pad: a missing pad token becomes the EOS token (not an error)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = _load_pretrained(AutoTokenizer, path, kind=f"{kind} tokenizer", trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ModelLoadError(f"{kind} tokenizer {path!r} has neither a pad nor an EOS token; cannot batch")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_policy(
-    path: str,
-    *,
-    device: str | None = None,
-    dtype: Dtype | None = None,
-    device_map: str | dict[str, Any] | None = None,
-    trust_remote_code: bool = False,
-) -> tuple[Any, Any]:
-    """Loads a causal LM policy (``AutoModelForCausalLM``, safetensors) and its tokenizer, in eval mode.
-
-    Args:
-        path: a local directory (with or without ``./``) or a hub id.
-        device: where to put it (default: CUDA when available, else CPU); excludes ``device_map``.
-        dtype: ``"auto"`` (the checkpoint's), ``"bfloat16"``, ``"float16"`` or ``"float32"``; None: transformers'
-            default.
-        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model over the devices).
-        trust_remote_code: run the checkpoint's own modelling code (off unless asked for).
-    """
-    from transformers import AutoModelForCausalLM
-
-    placement = _placement(f"policy {path!r}", device, dtype, device_map)
-    tokenizer = load_tokenizer(path, kind="policy", trust_remote_code=trust_remote_code)
-    model = _load_pretrained(
-        AutoModelForCausalLM,
-        path,
-        kind="policy",
-        trust_remote_code=trust_remote_code,
-        weights=True,
-        use_safetensors=True,
-        **placement,
-    )
-    if model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if device_map is None:
-        model = model.to(_resolve_device(device))
-    return model.eval(), tokenizer
-
-
-# ------------------------------------------------------------------------------------------------------- rewards
 
 
 class Reward(Protocol):
@@ -305,6 +53,11 @@ class Reward(Protocol):
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Any], **kwargs: Any) -> np.ndarray:
         """Returns ``[len(prompts)]`` rewards; ``kwargs`` (dataset columns, one value per sample) reach reward
         functions."""
+        ...
+
+    def free(self) -> None:
+        """Releases what the reward holds (a model's memory), so the next one can be loaded; :meth:`score` may
+        fail afterwards."""
         ...
 
 
@@ -358,6 +111,9 @@ class CallableReward:
             out[start:stop] = [_reward_value(self.name, start + i, v) for i, v in enumerate(values)]
         return out
 
+    def free(self) -> None:
+        """Nothing to release: a function holds no model."""
+
 
 def _reward_value(name: str, index: int, value: Any) -> float:
     """One value a reward function returned, as a float (None, as TRL allows, is NaN: the callers refuse it).
@@ -374,15 +130,6 @@ def _reward_value(name: str, index: int, value: Any) -> float:
         raise RewardError(
             f"reward {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; rewards are numbers"
         ) from None
-
-
-def default_max_length(model: Any, tokenizer: Any) -> int | None:
-    """The most tokens ``model`` reads: the smaller of its position limit (``max_position_embeddings``, GPT-2's
-    ``n_positions``) and the tokenizer's ``model_max_length`` when finite; None when neither is known."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    finite = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000_000]
-    return min(finite) if finite else None
 
 
 @dataclass
@@ -451,7 +198,7 @@ class ModelReward:
             raise RuntimeError(f"reward model {self.name!r} was freed")
         if len(completions) != len(prompts):
             raise ValueError(f"reward {self.name!r}: {len(prompts)} prompts but {len(completions)} completions")
-        encoded = list(_encode_conversations(self.tokenizer, prompts, completions, self.system_prompt))
+        encoded = list(encode_conversations(self.tokenizer, prompts, completions, self.system_prompt))
         limit = self.max_length
         if limit is not None:
             for i, ids in enumerate(encoded):
@@ -462,7 +209,7 @@ class ModelReward:
         out = np.full(len(encoded), np.nan)
         groups: dict[str, list[int]] = {}
         for i, prompt in enumerate(prompts):
-            groups.setdefault(_prompt_key(prompt), []).append(i)
+            groups.setdefault(prompt_key(prompt), []).append(i)
         shared: list[tuple[int, list[int]]] = []
         alone: list[int] = []
         for rows in groups.values():
@@ -477,7 +224,15 @@ class ModelReward:
         if shared:
             try:
                 self._score_shared(shared, encoded, out)
-            except (TypeError, ValueError, AttributeError):  # a model without a usable key/value cache
+            except (TypeError, ValueError, AttributeError) as error:  # a model without a usable key/value cache
+                # Same numbers, more work: said once per reward model, which then scores whole sequences.
+                self.share_prefix = False
+                warnings.warn(
+                    f"reward model {self.name!r} ({type(self.model).__name__}): scoring on a shared prompt prefix "
+                    f"failed ({type(error).__name__}: {error}); it scores whole sequences from now on (the same "
+                    "scores, slower)",
+                    stacklevel=2,
+                )
                 alone.extend(i for _, rows in shared for i in rows)
         self._score_full(alone, encoded, out)
         return out
@@ -564,41 +319,6 @@ class ModelReward:
         return ids, mask
 
 
-def _prompt_key(prompt: Prompt) -> str:
-    """A hashable key for a prompt of either format (conversations are lists, not hashable)."""
-    return prompt if isinstance(prompt, str) else json.dumps(list(prompt), sort_keys=True, default=str)
-
-
-# Several reward models usually share a tokenizer and score the same samples: render and tokenize them once.
-_ENCODED: dict[tuple[Any, ...], list[list[int]]] = {}
-
-
-def _encode_conversations(
-    tokenizer: Any, prompts: Sequence[Prompt], completions: Sequence[Any], system_prompt: str | None
-) -> list[list[int]]:
-    """Token ids of each rendered (prompt, completion), cached for the last few tokenizer/sample sets."""
-    signature = (
-        type(tokenizer).__name__,
-        # Loaded tokenizers are identified by where they came from; in-memory ones only by themselves.
-        getattr(tokenizer, "name_or_path", "") or id(tokenizer),
-        len(tokenizer),
-        getattr(tokenizer, "chat_template", None),
-        tokenizer.eos_token,
-        system_prompt,
-        hash(tuple(_prompt_key(p) for p in prompts)),
-        hash(tuple(c if isinstance(c, str) else _prompt_key(c) for c in completions)),
-    )
-    if signature not in _ENCODED:
-        texts = [
-            render_conversation(tokenizer, p, c, system_prompt=system_prompt)
-            for p, c in zip(prompts, completions, strict=True)
-        ]
-        while len(_ENCODED) >= 4:
-            _ENCODED.pop(next(iter(_ENCODED)))
-        _ENCODED[signature] = encode_rendered(tokenizer, texts)
-    return _ENCODED[signature]
-
-
 def _common_prefix_length(sequences: list[list[int]]) -> int:
     """Tokens all ``sequences`` share at the start, leaving each at least one token of its own."""
     shortest = min(len(seq) for seq in sequences)
@@ -624,12 +344,13 @@ def load_reward(
     """Builds a :class:`Reward` from ``NAME=PATH_OR_CALLABLE``.
 
     A ``module:function`` target is a :class:`CallableReward`; anything else a :class:`ModelReward` loaded like
-    :func:`load_policy` (``device``, ``dtype``, ``device_map``), with ``max_length``, ``max_tokens_per_batch``,
-    ``share_prefix`` and ``system_prompt`` as in :class:`ModelReward`. Free a model reward with ``.free()`` (or use
-    it as a context manager) before loading the next, to hold one reward model in memory at a time.
+    :func:`rmteacher.loading.load_policy` (``device``, ``dtype``, ``device_map``), with ``max_length``,
+    ``max_tokens_per_batch``, ``share_prefix`` and ``system_prompt`` as in :class:`ModelReward`. Call ``.free()``
+    on a reward (or use a model reward as a context manager) before loading the next, to hold one reward model in
+    memory at a time.
     """
     name, target = parse_reward_spec(spec, argument=argument)
-    if _CALLABLE_SPEC.match(target) and not Path(target).exists():
+    if CALLABLE_SPEC.match(target) and not Path(target).exists():
         module_name, function_name = target.split(":")
         try:
             module = importlib.import_module(module_name)
@@ -646,26 +367,31 @@ def load_reward(
         if not callable(fn):
             raise ModelLoadError(f"{argument} {spec!r}: module {module_name!r} has no function {function_name!r}")
         return CallableReward(name=name, fn=fn)
+    if is_gguf_path(target):
+        raise ModelLoadError(
+            f"{argument} {spec!r}: a GGUF file holds a causal LM, not a reward model with a scalar head; train one "
+            f"from it with `rmteacher train-rm --init {target}`"
+        )
     from transformers import AutoModelForSequenceClassification
 
     kind = f"reward model {name!r}"
-    placement = _placement(f"{argument} {spec!r}", device, dtype, device_map)
+    where = placement(f"{argument} {spec!r}", device, dtype, device_map)
     tokenizer = load_tokenizer(target, kind=kind, trust_remote_code=trust_remote_code)
-    model = _load_pretrained(
+    model = load_pretrained(
         AutoModelForSequenceClassification,
         target,
         kind=kind,
         trust_remote_code=trust_remote_code,
         weights=True,
         use_safetensors=True,
-        **placement,
+        **where,
     )
     if model.config.num_labels != 1:
         raise ModelLoadError(
             f"{argument} {spec!r}: a reward model needs a scalar head (num_labels=1); it has {model.config.num_labels}"
         )
     if device_map is None:
-        model = model.to(_resolve_device(device))
+        model = model.to(resolve_device(device))
     return ModelReward(
         name=name,
         model=model.eval(),

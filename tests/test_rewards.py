@@ -2,6 +2,7 @@
 (CallableReward), on the zoo: batched scores equal one-at-a-time scores, truncation, pad ids, TRL's kwargs."""
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmteacher.models import CallableReward, ModelLoadError, ModelReward, RewardError, load_reward, render_conversation
+from rmteacher.loading import ModelLoadError
+from rmteacher.rendering import render_conversation
+from rmteacher.rewards import CallableReward, ModelReward, RewardError, load_reward
 
 PROMPTS = [
     "the cat sat on the mat",
@@ -135,6 +138,39 @@ def test_free_releases_the_model(zoo: Any) -> None:
     assert reward.model is None
     with pytest.raises(RuntimeError, match="reward model 'rm' was freed"):
         reward.score(["a"], ["b"])
+
+
+def test_a_model_without_a_usable_cache_falls_back_to_whole_sequences_and_says_so(
+    zoo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reward = load_reward(f"rm={zoo.reward_models['qwen2']}")
+    assert isinstance(reward, ModelReward) and reward.share_prefix
+
+    def no_cache(*args: Any, **kwargs: Any) -> None:  # as a model returning a legacy tuple cache fails
+        raise AttributeError("'tuple' object has no attribute 'batch_select_indices'")
+
+    monkeypatch.setattr(reward, "_score_shared", no_cache)
+    prompts, completions = _rows()
+    with pytest.warns(
+        UserWarning,
+        match=r"reward model 'rm' \(Qwen2ForSequenceClassification\): scoring on a shared "
+        r"prompt prefix failed \(AttributeError: 'tuple' .*\); it scores whole sequences from now on",
+    ):
+        scores = reward.score(prompts, completions)
+    whole = load_reward(f"rm={zoo.reward_models['qwen2']}", share_prefix=False)
+    np.testing.assert_allclose(scores, whole.score(prompts, completions), atol=1e-5, rtol=0)
+    assert not reward.share_prefix  # said once: the next call does not try again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reward.score(prompts, completions)
+
+
+def test_every_reward_can_be_freed() -> None:
+    """``Reward.free()``: a function holds no model, so freeing it changes nothing and it still scores."""
+    reward = load_reward("gold=rmteacher.sandbox.task:ground_truth")
+    assert isinstance(reward, CallableReward)
+    reward.free()
+    assert reward.score(["sort: cba"], ["abc"]).shape == (1,)
 
 
 def test_bad_reward_model_settings_are_errors(zoo: Any) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from rmteacher import models
-from rmteacher.models import CallableReward, ModelLoadError, ModelReward, load_policy, load_reward, parse_reward_spec
+from rmteacher import loading
+from rmteacher.loading import ModelLoadError, load_policy, parse_reward_spec
+from rmteacher.rewards import CallableReward, ModelReward, load_reward
 
 
 def test_a_relative_path_without_dot_slash_is_local(zoo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +41,7 @@ def test_a_hub_id_fails_at_once_when_offline(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_hub_id_fails_at_once_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_hub_reachable", lambda endpoint: False)
+    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint: False)
     start = time.perf_counter()
     with pytest.raises(ModelLoadError, match=r"'someone/not-a-model': cannot be loaded \(.*not in the local cache"):
         load_policy("someone/not-a-model")
@@ -49,7 +50,7 @@ def test_a_hub_id_fails_at_once_without_network(monkeypatch: pytest.MonkeyPatch)
 
 def test_the_hub_probe_answers_quickly_for_an_unreachable_endpoint() -> None:
     start = time.perf_counter()
-    assert models._hub_reachable.__wrapped__("https://unreachable.invalid", timeout=1.0) is False
+    assert loading._hub_reachable.__wrapped__("https://unreachable.invalid", timeout=1.0) is False
     assert time.perf_counter() - start < 2
 
 

@@ -209,7 +209,7 @@ def resolve_defaults(config: RLConfig, *, sandbox: bool = False) -> tuple[RLConf
         if sandbox:
             values[name], source = SANDBOX_DEFAULTS[name], "the sandbox task's default"
         else:
-            values[name], source = trl_default(config.algo, name), f"TRL's default ({trainer}.{trl_field})"
+            values[name], source = trl_default(config.algo, name), f"TRL's {trainer}.{trl_field} default"
         defaults[name] = {"value": values[name], "source": source}
     if config.dtype is None:
         defaults["dtype"] = {
@@ -402,6 +402,14 @@ def _train(
 
     policy, tokenizer = load_policy(inputs.policy, **model_options(dtype=config.dtype or POLICY_DTYPE))
     reference, _ = load_policy(inputs.policy, **model_options(dtype=config.dtype or POLICY_DTYPE))
+    below = frozen_share(policy, config.learning_rate) if config.optimizer == "adamw" else 0.0
+    if below > 0.5:
+        warnings.warn(
+            f"the policy's weights are {str(policy.dtype).removeprefix('torch.')}, where AdamW's steps of about --learning-rate "
+            f"{config.learning_rate:g} per weight round away for {below:.1%} of them: those never change. Train in "
+            "float32 (leave --dtype out: bf16 autocast on a GPU, as TRL) or raise --learning-rate",
+            stacklevel=2,
+        )
     name, target = parse_reward_spec(inputs.reward_model)
     proxy = load_reward(
         f"{name}={target}", **model_options(system_prompt=config.system_prompt, max_length=config.rm_max_length)
@@ -500,7 +508,31 @@ def _train(
     summary["flat_warning_step"] = monitor.warned_at_step
     summary["unfinished"]["warning_step"] = unfinished.warned_at_step
     summary["unfinished"]["max_new_tokens"] = config.max_new_tokens
+    summary["policy_dtype"] = str(policy.dtype).removeprefix("torch.")
+    summary["weights_below_learning_rate_resolution"] = below
     return summary
+
+
+def frozen_share(model: Any, learning_rate: float) -> float:
+    """Share of ``model``'s weights that a step of ``learning_rate`` leaves unchanged in their own dtype.
+
+    Round to nearest drops an update smaller than half the spacing of the representable numbers at the weight,
+    ``2**(e - 1) * eps`` for ``|w| = m * 2**e`` (``0.5 <= m < 1``). AdamW's first steps move every weight by about
+    the learning rate, so in bfloat16 (``eps = 2**-7``) at 1e-6 every weight above ``2**-12`` in magnitude stays
+    where it is. Exact zeros are not counted as frozen (any step moves them).
+    """
+    import torch
+
+    frozen, total = 0, 0
+    for parameter in model.parameters():
+        eps = torch.finfo(parameter.dtype).eps
+        for chunk in parameter.detach().reshape(-1).split(1 << 22):  # bounded float32 copies on a large model
+            weights = chunk.float().abs()
+            _, exponent = torch.frexp(weights)
+            spacing = torch.ldexp(torch.full_like(weights, eps), exponent - 1)
+            frozen += int(((weights > 0) & (learning_rate < spacing / 2)).sum())
+        total += parameter.numel()
+    return frozen / total if total else 0.0
 
 
 def summarize(records: Sequence[dict[str, Any]], initial: dict[str, Any], *, samples_per_prompt: int) -> dict[str, Any]:

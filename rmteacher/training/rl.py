@@ -406,8 +406,8 @@ def _train(
     if below > 0.5:
         warnings.warn(
             f"the policy's weights are {str(policy.dtype).removeprefix('torch.')}, where AdamW's steps of about "
-            f"--learning-rate {config.learning_rate:g} per weight round away for {below:.1%} of them: those never change. Train in "
-            "float32 (leave --dtype out: bf16 autocast on a GPU, as TRL) or raise --learning-rate",
+            f"--learning-rate {config.learning_rate:g} per weight round away for {below:.1%} of them: those never "
+            "change. Train in float32 (leave --dtype out: bf16 autocast on a GPU, as TRL) or raise --learning-rate",
             stacklevel=2,
         )
     name, target = parse_reward_spec(inputs.reward_model)

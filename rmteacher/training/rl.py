@@ -402,8 +402,9 @@ def _train(
 
     policy, tokenizer = load_policy(inputs.policy, **model_options(dtype=config.dtype or POLICY_DTYPE))
     reference, _ = load_policy(inputs.policy, **model_options(dtype=config.dtype or POLICY_DTYPE))
-    below = frozen_share(policy, config.learning_rate) if config.optimizer == "adamw" else 0.0
-    if below > 0.5:
+    # AdamW's step is about the learning rate per weight; plain SGD's scales with the gradient (None: not checked).
+    below = frozen_share(policy, config.learning_rate) if config.optimizer == "adamw" else None
+    if below is not None and below > 0.5:
         warnings.warn(
             f"the policy's weights are {str(policy.dtype).removeprefix('torch.')}, where AdamW's steps of about "
             f"--learning-rate {config.learning_rate:g} per weight round away for {below:.1%} of them: those never "

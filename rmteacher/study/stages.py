@@ -90,18 +90,19 @@ class StudyConfig:
         "seed-to-seed spread; the last one when --rl-evals is smaller)",
     )
     max_new_tokens: int = option(
-        16, help="most tokens per completion (the study's own default, as rl's on the sandbox; the paper: 512)"
+        16, help="most tokens per completion (default: 16, the study's own, as rl's on the sandbox; the paper: 512)"
     )
     learning_rate: float = option(
         5e-5,
-        help="RLOO learning rate (the study's own default, tuned for the sandbox as rl's there; with your --policy "
-        "consider TRL's 1e-6; the paper: 1e-7 at 1B parameters)",
+        help="RLOO learning rate (default: 5e-5, the study's own, tuned for the sandbox as rl's there; with your "
+        "--policy consider TRL's 1e-6; the paper: 1e-7 at 1B parameters)",
     )
     kl_coef: float = option(0.05, help="RLOO KL coefficient (the paper: 0.05)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = option(
         None,
-        help="weights' dtype of the policy and model reward models in the evaluate and RL stages (auto: the "
-        "checkpoint's; default: transformers' default, float32)",
+        help="weights' dtype of the policy and model reward models in the evaluate and RL stages; auto: each "
+        "checkpoint's (default: as evaluate and rl: each checkpoint's in evaluate; in RL the policy in float32, as "
+        "TRL trains it, reward models in their checkpoint's)",
     )
     device_map: str | None = option(
         None, help="passed to from_pretrained in the evaluate and RL stages, e.g. auto for a model larger than a device"

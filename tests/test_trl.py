@@ -73,3 +73,35 @@ def test_callback_option_errors() -> None:
         RewardVarianceCallback(min_ratio=2)
     with pytest.raises(ValueError, match="patience must be >= 1; got 0"):
         RewardVarianceCallback(patience=0)
+
+
+def test_groups_are_trls_consecutive_runs_of_num_generations() -> None:
+    """With TRL's group size a prompt drawn twice in one batch makes two groups (TRL's advantages are per group);
+    grouped by content it would be one. Groups (1, 1) and (0, 2): one zero-variance group of 2 rollouts."""
+    prompts, rewards = ["a"] * 4, [1.0, 1.0, 0.0, 2.0]
+    grouped = within_prompt_stats(prompts, rewards, group_size=2)
+    assert (grouped.num_prompts, grouped.zero_variance_groups, grouped.zero_variance_rollouts) == (2, 1, 2)
+    assert grouped.zero_variance_prompts == 0.5
+    assert grouped.within_prompt == pytest.approx((0.0 + 1.0) / 2)
+    by_content = within_prompt_stats(prompts, rewards)
+    assert (by_content.num_prompts, by_content.zero_variance_groups) == (1, 0)
+    with pytest.raises(ValueError, match="group_size 3: 4 completions do not split into groups of that size"):
+        within_prompt_stats(prompts, rewards, group_size=3)
+
+
+def test_watch_logs_counts_of_zero_variance_groups_and_totals() -> None:
+    monitor = RewardVarianceCallback()
+    monitor.on_train_begin(SimpleNamespace(num_generations=2), None, None)
+    assert monitor.group_size == 2
+    watched = monitor.watch(lambda prompts, completions, **kw: [float(c == "x") for c in completions])
+    logged: dict[str, float] = {}
+    # Three groups of two: (x, x) flat, (x, y) varies, (y, y) flat.
+    watched(prompts=["p"] * 6, completions=["x", "x", "x", "y", "y", "y"], log_metric=logged.__setitem__)
+    assert logged["reward_variance/zero_variance_groups"] == 2
+    assert logged["reward_variance/zero_variance_rollouts"] == 4
+    assert logged["reward_variance/groups"] == 3
+    assert logged["reward_variance/zero_variance_prompts"] == pytest.approx(2 / 3)
+    watched(prompts=["p"] * 2, completions=["x", "y"])
+    assert monitor.totals == {"groups": 4, "zero_variance_groups": 2, "zero_variance_rollouts": 4}
+    with pytest.raises(ValueError, match="group_size must be >= 1; got 0"):
+        RewardVarianceCallback(group_size=0)

@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from rmteacher.study.stages import Sizes, Stages, StudyConfig, prepare_run_dir, record_timings, require_inputs, rl_run
+from rmteacher.study.stages import (
+    Sizes,
+    Stages,
+    StudyConfig,
+    dtype_input,
+    prepare_run_dir,
+    record_timings,
+    require_inputs,
+    rl_run,
+)
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -184,6 +193,7 @@ def study_policies(
                 "max_new_tokens": config.max_new_tokens,
                 "prompt_column": config.prompt_column,
                 "system_prompt": config.system_prompt,
+                **dtype_input(config),
             }
 
             def run_evaluation(directory: Path, policy: str = policy) -> dict[str, Any]:
@@ -200,6 +210,8 @@ def study_policies(
                         num_prompts=sizes.eval_num_prompts,
                         samples_per_prompt=sizes.eval_samples,
                         max_new_tokens=config.max_new_tokens,
+                        dtype=config.dtype,
+                        device_map=config.device_map,
                         cpu_threads=config.cpu_threads,
                         trust_remote_code=config.trust_remote_code,
                         progress=False,
@@ -223,6 +235,7 @@ def study_policies(
                 "lr": config.learning_rate,
                 "kl": config.kl_coef,
                 "eval_prompts": rl_eval_prompts,
+                **dtype_input(config),
             }
 
             def train_policy(

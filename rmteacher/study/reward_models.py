@@ -26,6 +26,7 @@ from rmteacher.study.stages import (
     Sizes,
     Stages,
     StudyConfig,
+    dtype_input,
     prepare_run_dir,
     record_timings,
     require_inputs,
@@ -133,6 +134,7 @@ def study_reward_models(
         "num_prompts": sizes.eval_num_prompts,
         "samples": sizes.eval_samples,
         "max_new_tokens": config.max_new_tokens,
+        **dtype_input(config),
     }
 
     def run_evaluation(directory: Path) -> dict[str, Any]:
@@ -150,6 +152,8 @@ def study_reward_models(
                 samples_per_prompt=sizes.eval_samples,
                 max_new_tokens=config.max_new_tokens,
                 scale_reward=[TRUTH],
+                dtype=config.dtype,
+                device_map=config.device_map,
                 cpu_threads=config.cpu_threads,
                 trust_remote_code=config.trust_remote_code,
                 progress=config.progress,
@@ -177,6 +181,7 @@ def study_reward_models(
             "lr": config.learning_rate,
             "kl": config.kl_coef,
             "eval_prompts": sizes.rl_eval_prompts,
+            **dtype_input(config),
         }
 
         def train_policy(directory: Path, name: str = name, seed: int = seed) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "StudyConfig",
     "check_run_dir",
     "discard_models",
+    "dtype_input",
     "prepare_run_dir",
     "record_timings",
     "require_inputs",
@@ -88,9 +89,24 @@ class StudyConfig:
         f"here: the {DEFAULT_TABLE_EVAL}nd, step 20 of 60, where the ground truth's own increase first exceeds its "
         "seed-to-seed spread; the last one when --rl-evals is smaller)",
     )
-    max_new_tokens: int = option(16, help="most tokens per completion (the paper: 512)")
-    learning_rate: float = option(5e-5, help="RLOO learning rate (the paper: 1e-7 at 1B parameters)")
+    max_new_tokens: int = option(
+        16, help="most tokens per completion (default: 16, the study's own, as rl's on the sandbox; the paper: 512)"
+    )
+    learning_rate: float = option(
+        5e-5,
+        help="RLOO learning rate (default: 5e-5, the study's own, tuned for the sandbox as rl's there; with your "
+        "--policy consider TRL's 1e-6; the paper: 1e-7 at 1B parameters)",
+    )
     kl_coef: float = option(0.05, help="RLOO KL coefficient (the paper: 0.05)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = option(
+        None,
+        help="weights' dtype of the policy and model reward models in the evaluate and RL stages; auto: each "
+        "checkpoint's (default: as evaluate and rl: each checkpoint's in evaluate; in RL the policy in float32, as "
+        "TRL trains it, reward models in their checkpoint's)",
+    )
+    device_map: str | None = option(
+        None, help="passed to from_pretrained in the evaluate and RL stages, e.g. auto for a model larger than a device"
+    )
     sandbox_seed: int = option(
         0,
         help="which build of the built-in sandbox (its seed: data, SFT policy, measurement); the README's "
@@ -218,6 +234,13 @@ class Stages:
         return dict(result, fingerprint=fingerprint)
 
 
+def dtype_input(config: StudyConfig) -> dict[str, Any]:
+    """The study's ``--dtype`` as an input of the stages whose results it changes (evaluate, RL); empty when not
+    given, so that the stages of a study run without it keep their fingerprints. ``--device-map`` only places the
+    models and is not an input."""
+    return {} if config.dtype is None else {"dtype": config.dtype}
+
+
 # ----------------------------------------------------------------------------------------------- run directory
 
 
@@ -318,6 +341,8 @@ def rl_run(
             eval_num_prompts=eval_num_prompts or sizes.rl_eval_prompts,
             eval_samples=sizes.rl_eval_samples,
             seed=seed,
+            dtype=config.dtype,
+            device_map=config.device_map,
             cpu_threads=config.cpu_threads,
             trust_remote_code=config.trust_remote_code,
             progress=False,

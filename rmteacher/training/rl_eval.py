@@ -125,6 +125,8 @@ class PolicyEvaluator:
             record["ground_truth_raw_mean"] = float(truth.mean())
         record["kl"] = self.kl(model, completions)
         record["mean_length"] = float(np.mean([c.num_tokens for c in completions]))
+        # Samples cut at max_new_tokens without an end token (TRL's completions/clipped_ratio, in training).
+        record["unfinished_share"] = float(np.mean([not c.finished for c in completions]))
         return record
 
 

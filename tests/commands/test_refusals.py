@@ -26,7 +26,7 @@ def rl_inputs(task: SandboxTask, reward: str) -> list[str]:
     return ["--policy", str(task.policy_dir), "--prompts", str(task.train_prompts), "--eval-prompts",
             str(task.eval_prompts), "--reward-model", reward, "--ground-truth", GROUND_TRUTH, "--max-steps", "2",
             "--eval-num-prompts", "4", "--eval-samples", "2", "--prompts-per-step", "4", "--samples-per-prompt", "2",
-            "--no-progress"]  # fmt: skip
+            "--max-new-tokens", "16", "--no-progress"]  # fmt: skip
 
 
 def test_theory_never_writes_into_a_directory_that_is_not_its_run(tmp_path: Path, cli: Run) -> None:

@@ -31,8 +31,10 @@ def rl(out: Path, *extra: str) -> int:
 
 
 def sandbox_inputs(task: SandboxTask, *, ground_truth: bool = True, reward: str | None = None) -> list[str]:
-    """The sandbox's inputs spelled out: given one input, a command needs them all (no silent sandbox fill-in)."""
-    args = ["--policy", str(task.policy_dir), "--prompts", str(task.train_prompts)]
+    """The sandbox's inputs spelled out: given one input, a command needs them all (no silent sandbox fill-in). A
+    policy given is the user's, which gets TRL's learning rate and completion length: the sandbox's are given too."""
+    args = ["--policy", str(task.policy_dir), "--prompts", str(task.train_prompts), "--learning-rate", "5e-5",
+            "--max-new-tokens", "16"]  # fmt: skip
     args += ["--eval-prompts", str(task.eval_prompts), "--reward-model", reward or f"perfect={GROUND_TRUTH}"]
     return args + (["--ground-truth", GROUND_TRUTH] if ground_truth else [])
 

@@ -131,6 +131,7 @@ def test_spearman_seeds_needed() -> None:
     power = spearman_seeds_needed(x, y)
     assert power.status == "reached" and power.seeds_needed is not None and power.power is not None
     assert power.power >= TARGET_POWER
+
     # The search's answer is the first number of seeds whose resampled power reaches the target.
     def rejects(drawn: np.ndarray) -> np.ndarray:
         return spearman_p_values(x, drawn.mean(axis=-1)) < 0.05

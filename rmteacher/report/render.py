@@ -105,7 +105,7 @@ def verdict_table(tests: Sequence[dict[str, Any]]) -> list[list[str]]:
         if power is not None:
             seeds_cell = Power(**power).cell()
         else:
-            seeds_cell = "-"
+            seeds_cell = "not computed" if test["verdict"] == "inconclusive at this budget" else "-"
         rows.append([test["label"] or test["claim"], VERDICT_CELLS[test["verdict"]][0], test["effect"], p_cell,
                      seeds_cell])  # fmt: skip
     return rows

@@ -799,6 +799,18 @@ def finding_policy_dependent_best(
     winners = {p: max(models, key=lambda m: float(runs[p][m].mean())) for p in policies}
     pairs = list(itertools.combinations(policies, 2))
     claim = f"the best reward model differs between policies ({', '.join(policies)})"
+    winner_text = ", ".join(f"{p}: {w}" for p, w in winners.items())
+    details: dict[str, Any] = {"winners": winners, "policy_pairs": len(pairs)}
+    if min(v.size for r in runs.values() for v in r.values()) < 2:  # --quick: one seed, no spread to test against
+        body = (
+            f"{claim}: winners by mean ground-truth increase {winner_text} (one seed); its one-sided Welch tests need "
+            "at least 2 seeds for a test"
+        )
+        result: Verdict = "inconclusive at this budget"
+        return Finding(
+            claim, result, _sentence(body, result), "crossing winners, Welch", math.nan, details,
+            "the best reward model depends on the policy", f"winners {winner_text}",
+        )  # fmt: skip
     crossings = []
     for p, q in pairs:
         if winners[p] == winners[q]:
@@ -807,8 +819,6 @@ def finding_policy_dependent_best(
         p_under_q, beater_q, test_q = _beaten(runs[q], winners[p])
         crossing = max(p_under_p, p_under_q) if not (math.isnan(p_under_p) or math.isnan(p_under_q)) else math.nan
         crossings.append((crossing, p, q, (p_under_p, beater_p, test_p), (p_under_q, beater_q, test_q)))
-    winner_text = ", ".join(f"{p}: {w}" for p, w in winners.items())
-    details: dict[str, Any] = {"winners": winners, "policy_pairs": len(pairs)}
     if crossings:
         crossing, p, q, under_p, under_q = min(crossings, key=lambda c: np.nan_to_num(c[0], nan=2.0))
         adjusted = min(1.0, crossing * len(pairs)) if not math.isnan(crossing) else math.nan

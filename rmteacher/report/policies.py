@@ -129,6 +129,8 @@ def _crossing_power(details: dict[str, Any], final_gt: dict[str, dict[str, list[
     """Seeds for the crossing of :func:`finding_policy_dependent_best` to reach 80% power: under each policy of the
     closest crossing, the other policy's winner against this one's (one-sided Welch at ``alpha`` over the
     Bonferroni factor of the test); the more demanding side decides."""
+    if "crossing" not in details and "common_winner" not in details:  # one seed: no test, no power
+        return Power("too few seeds", math.nan, "one seed", None, None, TARGET_POWER, 0.05, "")
     if "crossing" not in details:
         common = details["common_winner"]
         return Power("other way", math.nan, f"{common} best under every policy", None, None, TARGET_POWER, 0.05, "")

@@ -68,7 +68,7 @@ def main() -> None:
         {f"--workers {n}": variant(n) for n in args.workers}, repeats=args.repeats, warmup=args.warmup
     )
     for measures in results.values():
-        _timing.print_measures(measures)
+        _timing.print_measures({m.label: m for m in measures.values()})
     slow, *others = args.workers
     for other in others:
         _timing.print_ratio(

@@ -121,7 +121,10 @@ def machine_text(run_dir: Path) -> str:
     if len(machines) == 1:
         return f"Machine: {one(machines[0])}; ran {machines[0]['date']}."
     listed = "; ".join(f"({i}) {one(m)}, from {m['date']}" for i, m in enumerate(machines, 1))
-    return f"Machines: this study's stages ran on {len(machines)} machines in turn (it was resumed): {listed}."
+    return (
+        f"Machines: this study's stages ran in {len(machines)} set-ups in turn (resumed on another machine or with "
+        f"other settings): {listed}."
+    )
 
 
 def blocks_to_markdown(blocks: Sequence[Block], run_dir: Path) -> str:

@@ -2,8 +2,10 @@
 
 Every stage writes into its own directory of the run with a ``stage.json`` recording a fingerprint of its inputs;
 a stage whose fingerprint matches is skipped, one whose inputs changed is redone, and ``--resume`` finishes only
-what is missing. The designs themselves are :mod:`rmteacher.study.reward_models` (Section 4.1) and
-:mod:`rmteacher.study.policies` (Section 4.2). Run: ``rmteacher study --help``.
+what is missing; the independent stages run in worker processes (:mod:`rmteacher.study.workers`), and
+``machine.json`` records the machine each invocation ran on (:func:`record_machine`). The designs themselves are
+:mod:`rmteacher.study.reward_models` (Section 4.1) and :mod:`rmteacher.study.policies` (Section 4.2). Run:
+``rmteacher study --help``.
 """
 
 from __future__ import annotations

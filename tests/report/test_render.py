@@ -164,7 +164,10 @@ def test_machine_paragraph(tmp_path: Path) -> None:
     xeon = {**epyc, "cpu": "Intel Xeon", "flags": ["amx_tile", "amx_bf16", "avx512f"], "workers": 1}
     (tmp_path / "machine.json").write_text(json.dumps({"machines": [epyc, xeon]}))
     text = machine_text(tmp_path)
-    assert text.startswith("Machines: this study's stages ran on 2 machines in turn (it was resumed): (1) AMD EPYC")
+    assert text.startswith(
+        "Machines: this study's stages ran in 2 set-ups in turn (resumed on another machine or with other settings): "
+        "(1) AMD EPYC"
+    )
     assert "(2) Intel Xeon (2 usable cores; amx_tile, amx_bf16, avx512f)" in text
 
 

@@ -21,13 +21,16 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as scipy_stats
 
 from rmteacher.metrics import ConfidenceInterval, percentile_interval
+
+if TYPE_CHECKING:
+    from rmteacher.power import Power
 
 __all__ = [
     "Comparison",
@@ -512,6 +515,9 @@ class Finding:
     test: str
     p_value: float  # in the paper's direction; NaN for a test without one (non-overlapping CIs)
     details: dict[str, Any]
+    label: str = ""  # the claim in a few words, for the verdict table
+    effect: str = ""  # the observed effect in a few words, for the verdict table
+    power: Power | None = None  # for an inconclusive finding: the seeds its test needs (rmteacher.power)
 
     def to_dict(self) -> dict[str, Any]:
         return _json(asdict(self))
@@ -538,20 +544,30 @@ def _sentence(body: str, result: Verdict) -> str:
 
 
 def _comparison_finding(
-    claim: str, comparison: Comparison, alpha: float, *, adjust: int = 1, adjust_reason: str = ""
+    claim: str, comparison: Comparison, alpha: float, *, label: str, adjust: int = 1, adjust_reason: str = ""
 ) -> Finding:
     p = min(1.0, comparison.p_value * adjust) if not math.isnan(comparison.p_value) else math.nan
     result = verdict(p, comparison.p_opposite, alpha=alpha)
-    seeds = comparison.a.num_seeds if comparison.a.num_seeds == comparison.b.num_seeds else "their"
+    a, b = comparison.a, comparison.b
+    seeds = f"{a.num_seeds} seed{'s' if a.num_seeds != 1 else ''}" if a.num_seeds == b.num_seeds else "their seeds"
+    spread = "mean ± std" if a.defined and b.defined else "mean"
+    effect = f"{b.mean - a.mean:+.3f}"
+    if comparison.method == "welch" and min(a.num_seeds, b.num_seeds) < 2:
+        body = f"{claim}: {a.text()} vs {b.text()} ({spread} over {seeds}); the {comparison.test_name()} needs at "
+        body += "least 2 seeds for a test"
+        return Finding(claim, result, _sentence(body, result), comparison.test_name(), p, comparison.to_dict(),
+                       label, effect)  # fmt: skip
     test = f"{comparison.test_name()} p = {_format_p(comparison.p_value)}"
     if adjust > 1:
         test += f", x{adjust} Bonferroni {adjust_reason} = {_format_p(p)}"
     if result == "does not reproduce":
         test += f"; the opposite direction has {_against(comparison.p_opposite, alpha)}"
     else:
-        test += f" {'<' if p < alpha else '>='} {alpha:g}" if not math.isnan(p) else " (undefined)"
-    body = f"{claim}: {comparison.a.text()} vs {comparison.b.text()} (mean ± std over {seeds} seeds), {test}"
-    return Finding(claim, result, _sentence(body, result), comparison.test_name(), p, comparison.to_dict())
+        test += f" {'<' if p < alpha else '>='} {alpha:g}" if not math.isnan(p) else " (p undefined: equal seeds)"
+    body = f"{claim}: {a.text()} vs {b.text()} ({spread} over {seeds}), {test}"
+    return Finding(
+        claim, result, _sentence(body, result), comparison.test_name(), p, comparison.to_dict(), label, effect
+    )
 
 
 def finding_low_variance_vs_ground_truth(
@@ -568,7 +584,8 @@ def finding_low_variance_vs_ground_truth(
         low_variance, ground_truth: ``[num_seeds]`` ground-truth increases of the two runs.
     """
     claim = "the perfectly accurate low-variance reward model raised the ground truth less than the ground truth itself"
-    return _comparison_finding(claim, one_sided_less(low_variance, ground_truth, method=method), alpha)
+    comparison = one_sided_less(low_variance, ground_truth, method=method)
+    return _comparison_finding(claim, comparison, alpha, label="low-variance model < ground truth")
 
 
 def finding_low_variance_vs_best_trained(
@@ -603,7 +620,10 @@ def finding_low_variance_vs_best_trained(
         f"reward model ({best}, the highest mean of {len(trained)})"
     )
     adjust = len(trained) if picked_from_these_runs else 1
-    finding = _comparison_finding(claim, comparison, alpha, adjust=adjust, adjust_reason="for picking the best")
+    finding = _comparison_finding(
+        claim, comparison, alpha, label=f"low-variance model < best trained ({best})", adjust=adjust,
+        adjust_reason="for picking the best",
+    )  # fmt: skip
     return replace(finding, details={**finding.details, "best": best, "candidates": len(trained), "bonferroni": adjust})
 
 
@@ -638,11 +658,12 @@ def finding_variance_predicts_increase(
     )
     body = (
         f"{claim}: {method.capitalize()} {test.estimate:.2f} ({test.interval_text()}, two-level bootstrap over models "
-        f"and {test.num_seeds} seeds), {p_text}"
+        f"and {test.num_seeds} seed{'s' if test.num_seeds != 1 else ''}), {p_text}"
     )
     return Finding(
-        claim, result, _sentence(body, result), f"{method} permutation test", test.p_positive, test.to_dict()
-    )
+        claim, result, _sentence(body, result), f"{method} permutation test", test.p_positive, test.to_dict(),
+        f"reward variance predicts the {increase_name}", f"{method.capitalize()} {test.estimate:.2f}",
+    )  # fmt: skip
 
 
 def finding_accuracy_not_better(
@@ -684,7 +705,10 @@ def finding_accuracy_not_better(
         f"{accuracy_name}, difference {test.estimate:+.2f} ({test.confidence:.0%} CI {test.low:+.2f} to "
         f"{test.high:+.2f}, paired two-level bootstrap), {p_text}"
     )
-    return Finding(claim, result, _sentence(body, result), "bootstrap of the difference", test.p_value, test.to_dict())
+    return Finding(
+        claim, result, _sentence(body, result), "bootstrap of the difference", test.p_value, test.to_dict(),
+        f"{accuracy_name} no better than variance ({increase_name})", f"difference {test.estimate:+.2f}",
+    )  # fmt: skip
 
 
 def finding_on_policy_variance_gap(
@@ -726,7 +750,10 @@ def finding_on_policy_variance_gap(
         f"{less.estimate:.3f} ({less.low:.3f} to {less.high:.3f}) over prompts, {reason}"
     )
     details = {"more": more.to_dict(), "less": less.to_dict(), "gap": gap, "min_gap": min_gap}
-    return Finding(claim, result, _sentence(body, result), "non-overlapping CIs and a minimum gap", math.nan, details)
+    return Finding(
+        claim, result, _sentence(body, result), "non-overlapping CIs and a minimum gap", math.nan, details,
+        f"{names[0]} > {names[1]} in reward variance", f"gap {gap:+.3f}",
+    )  # fmt: skip
 
 
 def _beaten(runs: Mapping[str, np.ndarray], target: str) -> tuple[float, str, Comparison]:
@@ -772,6 +799,18 @@ def finding_policy_dependent_best(
     winners = {p: max(models, key=lambda m: float(runs[p][m].mean())) for p in policies}
     pairs = list(itertools.combinations(policies, 2))
     claim = f"the best reward model differs between policies ({', '.join(policies)})"
+    winner_text = ", ".join(f"{p}: {w}" for p, w in winners.items())
+    details: dict[str, Any] = {"winners": winners, "policy_pairs": len(pairs)}
+    if min(v.size for r in runs.values() for v in r.values()) < 2:  # --quick: one seed, no spread to test against
+        body = (
+            f"{claim}: winners by mean ground-truth increase {winner_text} (one seed); its one-sided Welch tests need "
+            "at least 2 seeds for a test"
+        )
+        result: Verdict = "inconclusive at this budget"
+        return Finding(
+            claim, result, _sentence(body, result), "crossing winners, Welch", math.nan, details,
+            "the best reward model depends on the policy", f"winners {winner_text}",
+        )  # fmt: skip
     crossings = []
     for p, q in pairs:
         if winners[p] == winners[q]:
@@ -780,8 +819,6 @@ def finding_policy_dependent_best(
         p_under_q, beater_q, test_q = _beaten(runs[q], winners[p])
         crossing = max(p_under_p, p_under_q) if not (math.isnan(p_under_p) or math.isnan(p_under_q)) else math.nan
         crossings.append((crossing, p, q, (p_under_p, beater_p, test_p), (p_under_q, beater_q, test_q)))
-    winner_text = ", ".join(f"{p}: {w}" for p, w in winners.items())
-    details: dict[str, Any] = {"winners": winners, "policy_pairs": len(pairs)}
     if crossings:
         crossing, p, q, under_p, under_q = min(crossings, key=lambda c: np.nan_to_num(c[0], nan=2.0))
         adjusted = min(1.0, crossing * len(pairs)) if not math.isnan(crossing) else math.nan
@@ -806,7 +843,10 @@ def finding_policy_dependent_best(
             )
         )
         details.update({"crossing": [p, q], "p_crossing": crossing})
-        return Finding(claim, result, _sentence(body, result), "crossing winners, Welch", adjusted, details)
+        return Finding(
+            claim, result, _sentence(body, result), "crossing winners, Welch", adjusted, details,
+            "the best reward model depends on the policy", f"winners {winner_text}",
+        )  # fmt: skip
     # One winner under every policy: does it beat every other model under every policy?
     common = winners[policies[0]]
     tests = [
@@ -821,4 +861,7 @@ def finding_policy_dependent_best(
         f"policies and models, {worst[2]} under {worst[1]})"
     )
     details.update({"common_winner": common, "p_same_best": p_same})
-    return Finding(claim, result, _sentence(body, result), "one winner everywhere, Welch", math.nan, details)
+    return Finding(
+        claim, result, _sentence(body, result), "one winner everywhere, Welch", math.nan, details,
+        "the best reward model depends on the policy", f"{common} best under every policy",
+    )  # fmt: skip

@@ -73,8 +73,23 @@ def test_welch_needs_two_seeds_a_side() -> None:
     assert math.isnan(test.p_value) and math.isnan(test.p_opposite)
     finding = finding_low_variance_vs_ground_truth([0.1], [0.2, 0.3])
     assert finding.verdict == "inconclusive at this budget"
-    assert "(undefined)" in finding.sentence
+    assert "needs at least 2 seeds for a test" in finding.sentence
     json.dumps(finding.to_dict(), allow_nan=False)  # an undefined number is null in JSON
+
+
+def test_one_seed_wording() -> None:
+    """The quick study's one seed: neither "p = undefined (undefined)" nor "over 1 seeds"."""
+    finding = finding_low_variance_vs_ground_truth([0.1], [0.2])
+    assert finding.sentence == (
+        "The perfectly accurate low-variance reward model raised the ground truth less than the ground truth itself: "
+        "+0.100 vs +0.200 (mean over 1 seed); the one-sided Welch t-test needs at least 2 seeds for a test: "
+        "inconclusive at this budget."
+    )
+    assert (finding.label, finding.effect) == ("low-variance model < ground truth", "+0.100")
+    correlation = finding_variance_predicts_increase([0.1, 0.2, 0.3], [[0.1], [0.3], [0.2]])
+    assert "over models and 1 seed)" in correlation.sentence and "1 seeds" not in correlation.sentence
+    for text in (finding.sentence, correlation.sentence):
+        assert "undefined" not in text
 
 
 # ------------------------------------------------------------------------------------------ correlations, by hand
@@ -302,7 +317,10 @@ def test_policy_dependent_best_same_winner() -> None:
     assert finding_policy_dependent_best(noisy).verdict == "inconclusive at this budget"
     one_seed = {"pythia": {"a": [0.2], "b": [0.1]}, "llama": {"a": [0.3], "b": [0.1]}}
     undefined = finding_policy_dependent_best(one_seed)
-    assert undefined.verdict == "inconclusive at this budget" and "p undefined" in undefined.sentence
+    assert undefined.verdict == "inconclusive at this budget"
+    assert undefined.sentence.endswith(
+        "(one seed); its one-sided Welch tests need at least 2 seeds for a test: inconclusive at this budget."
+    )
     json.dumps(undefined.to_dict(), allow_nan=False)
 
 

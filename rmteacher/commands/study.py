@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.study import INPUTS, StudyConfig, study_policies, study_reward_models
 from rmteacher.study.stages import check_run_dir
+from rmteacher.study.workers import default_workers
 
 if TYPE_CHECKING:
     from rmteacher.sandbox import SandboxTask
@@ -107,6 +108,11 @@ def run_study(config: StudyConfig) -> str:
     check_run_dir(config)  # refuse a wrong --out before building anything
     inputs = resolve_inputs(config)
     convert_gguf_inputs("study", {"--policy": inputs.policy}, progress=config.progress)
+    if config.workers is None:
+        policy = inputs.policy if inputs.task is None else str(inputs.task.policy_dir)
+        workers, rule = default_workers(policy)
+        print(f"rmteacher study: {workers} worker process(es) ({rule}); --workers sets it", file=sys.stderr)
+        config = replace(config, workers=workers)
     if config.design == "policies":
         assert inputs.task is not None and inputs.pairs is not None  # resolve_inputs: the sandbox, REQUIRED
         analysis = study_policies(

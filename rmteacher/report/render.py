@@ -2,7 +2,8 @@
 
 A report is a list of ``(kind, content)`` blocks, rendered alike to ``report.md`` and a self-contained
 ``report.html`` (figures inlined as base64 PNG). Kinds: ``h1``/``h2``/``p`` (text), ``table`` (a list of rows,
-the first the header) and ``img`` (``(path, caption)``). Used by :mod:`rmteacher.report.reward_models` and
+the first the header), ``verdicts`` (a table whose ``verdict`` column is coloured in HTML) and ``img``
+(``(path, caption)``). Used by :mod:`rmteacher.report.reward_models` and
 :mod:`rmteacher.report.policies`; run ``rmteacher report RUN_DIR``.
 """
 
@@ -18,15 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rmteacher.power import Power
+
 __all__ = [
     "Block",
     "blocks_to_html",
     "blocks_to_markdown",
     "format_number",
+    "machine_text",
     "pyplot",
     "read_evaluations",
     "read_json",
     "read_seed_curves",
+    "verdict_table",
 ]
 
 #: One block of a report: ``(kind, content)``, see the module docstring.
@@ -73,6 +78,55 @@ def pyplot() -> Any:
     return plt
 
 
+#: The verdicts as the verdict table shows them, with their colours in the HTML report.
+VERDICT_CELLS = {
+    "reproduces": ("reproduces", "#d4edda"),
+    "inconclusive at this budget": ("inconclusive", "#fff3cd"),
+    "does not reproduce": ("does not reproduce", "#f8d7da"),
+}
+VERDICT_HEADER = ["claim", "verdict", "observed effect", "p", "seeds per model for 80% power"]
+
+
+def verdict_table(tests: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The findings' verdict table (a ``verdicts`` block): one row per claim, from the saved findings
+    (``analysis.json``'s ``tests``, :class:`rmteacher.significance.Finding` dicts)."""
+    rows = [list(VERDICT_HEADER)]
+    for test in tests:
+        power = test.get("power")
+        p = test["p_value"]
+        if p is not None:
+            p_cell = f"{p:.1e}" if p < 1e-3 else f"{p:.2g}"
+        elif "needs at least 2 seeds for a test" in test["sentence"]:
+            p_cell = "needs at least 2 seeds for a test"
+        elif test["test"] == "non-overlapping CIs and a minimum gap":
+            p_cell = "CIs over prompts"
+        else:
+            p_cell = "undefined"
+        if power is not None:
+            seeds_cell = Power(**power).cell()
+        else:
+            seeds_cell = "not computed" if test["verdict"] == "inconclusive at this budget" else "-"
+        rows.append([test["label"] or test["claim"], VERDICT_CELLS[test["verdict"]][0], test["effect"], p_cell,
+                     seeds_cell])  # fmt: skip
+    return rows
+
+
+def machine_text(run_dir: Path) -> str:
+    """Where the study ran (``machine.json``, :func:`rmteacher.study.stages.record_machine`), as a paragraph."""
+    from rmteacher.machine import machine_text as one
+
+    machines = read_json(run_dir / "machine.json").get("machines", [])
+    if not machines:
+        return "Machine: not recorded (a study run before rmteacher recorded it)."
+    if len(machines) == 1:
+        return f"Machine: {one(machines[0])}; ran {machines[0]['date']}."
+    listed = "; ".join(f"({i}) {one(m)}, from {m['date']}" for i, m in enumerate(machines, 1))
+    return (
+        f"Machines: this study's stages ran in {len(machines)} set-ups in turn (resumed on another machine or with "
+        f"other settings): {listed}."
+    )
+
+
 def blocks_to_markdown(blocks: Sequence[Block], run_dir: Path) -> str:
     """GitHub markdown; images are linked relative to ``run_dir``, where ``report.md`` is written."""
     from tabulate import tabulate
@@ -85,7 +139,7 @@ def blocks_to_markdown(blocks: Sequence[Block], run_dir: Path) -> str:
             out.append(f"## {content}")
         elif kind == "p":
             out.append(str(content))
-        elif kind == "table":
+        elif kind in ("table", "verdicts"):
             out.append(tabulate(content[1:], headers=content[0], tablefmt="github"))
         elif kind == "img":
             path, caption = content
@@ -113,6 +167,22 @@ def blocks_to_html(blocks: Sequence[Block]) -> str:
                 "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in content[1:]
             )
             parts.append(f"<table><tr>{header}</tr>{body}</table>")
+        elif kind == "verdicts":  # the verdict column coloured
+            column = content[0].index("verdict")
+            colours = {cell: colour for cell, colour in VERDICT_CELLS.values()}
+            header = "".join(f"<th>{html.escape(str(c))}</th>" for c in content[0])
+            body = "".join(
+                "<tr>"
+                + "".join(
+                    f"<td style='background:{colours[c]}'>{html.escape(c)}</td>"
+                    if i == column and c in colours
+                    else f"<td>{html.escape(str(c))}</td>"
+                    for i, c in enumerate(row)
+                )
+                + "</tr>"
+                for row in content[1:]
+            )
+            parts.append(f"<table class='verdicts'><tr>{header}</tr>{body}</table>")
         elif kind == "img":
             path, caption = content
             data = base64.b64encode(Path(path).read_bytes()).decode()
@@ -127,4 +197,4 @@ def blocks_to_html(blocks: Sequence[Block]) -> str:
 
 
 def _unknown(kind: str) -> str:
-    return f"a report block of kind {kind!r}; the kinds are h1, h2, p, table and img"
+    return f"a report block of kind {kind!r}; the kinds are h1, h2, p, table, verdicts and img"

@@ -9,6 +9,7 @@ from the same blocks (:mod:`rmteacher.report.render`). Run: ``rmteacher report R
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,25 @@ import pandas as pd
 
 from rmteacher.analysis import CORRELATION_ROWS, correlation_table, with_combined_rows
 from rmteacher.metrics import ConfidenceInterval
+from rmteacher.power import (
+    TARGET_POWER,
+    Power,
+    difference_seeds_needed,
+    not_over_seeds,
+    spearman_seeds_needed,
+    welch_seeds_needed,
+    with_power,
+)
 from rmteacher.report.render import (
     Block,
     blocks_to_html,
     blocks_to_markdown,
     format_number,
+    machine_text,
     pyplot,
     read_json,
     read_seed_curves,
+    verdict_table,
 )
 from rmteacher.significance import (
     Finding,
@@ -35,12 +47,14 @@ from rmteacher.significance import (
     finding_low_variance_vs_ground_truth,
     finding_on_policy_variance_gap,
     finding_variance_predicts_increase,
+    increase_interval,
 )
 from rmteacher.tables import LOW_VARIANCE, TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["analyze", "findings", "write_report"]
 
 LABELS = {TRUTH: "Ground truth", LOW_VARIANCE: "Perfectly acc. low var."}
+INCONCLUSIVE = "inconclusive at this budget"
 
 
 def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
@@ -138,14 +152,27 @@ def findings(
             entry = evaluation[name]["reward_variance"]
             return ConfidenceInterval(entry["estimate"], entry["low"], entry["high"], entry.get("confidence", 0.95))
 
-        under_initial.append(finding_on_policy_variance_gap(interval("rm_100"), interval("rm_0")))
+        gap = finding_on_policy_variance_gap(interval("rm_100"), interval("rm_0"))
+        under_initial.append(gap if gap.verdict != INCONCLUSIVE else with_power(gap, _variance_gap_power(gap)))
     out: list[Finding] = []
     gt = {name: np.asarray(v["increase_ground_truth"]) for name, v in per_seed.items()}
     trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
     if LOW_VARIANCE in gt and TRUTH in gt:
-        out.append(finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH]))
+        finding = finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH])
+        if finding.verdict == INCONCLUSIVE:
+            low, truth = increase_interval(gt[LOW_VARIANCE]), increase_interval(gt[TRUTH])
+            finding = with_power(finding, welch_seeds_needed(low, truth, effect_name="ground truth minus low-variance"))
+        out.append(finding)
     if LOW_VARIANCE in gt and trained:
-        out.append(finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained))
+        finding = finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained)
+        if finding.verdict == INCONCLUSIVE:
+            k = finding.details["bonferroni"]
+            low, best = increase_interval(gt[LOW_VARIANCE]), increase_interval(trained[finding.details["best"]])
+            power = welch_seeds_needed(
+                low, best, alpha=0.05 / k, effect_name="best trained minus low-variance", note=f", x{k} Bonferroni"
+            )
+            finding = with_power(finding, power)
+        out.append(finding)
     proxies = table[table["reward_model"] != TRUTH]
     names = list(proxies["reward_model"])
     if len(names) >= 3:
@@ -153,10 +180,27 @@ def findings(
         accuracy = proxies["on_policy_accuracy"].to_numpy(dtype=float)
         for key, label in (("increase_proxy", "proxy increase"), ("increase_ground_truth", "ground-truth increase")):
             increase = np.array([per_seed[n][key] for n in names])  # [models, seeds]
-            out.append(finding_variance_predicts_increase(variance, increase, increase_name=label))
-            out.append(finding_accuracy_not_better(variance, accuracy, increase, increase_name=label))
+            finding = finding_variance_predicts_increase(variance, increase, increase_name=label)
+            if finding.verdict == INCONCLUSIVE:
+                finding = with_power(finding, spearman_seeds_needed(variance, increase))
+            out.append(finding)
+            finding = finding_accuracy_not_better(variance, accuracy, increase, increase_name=label)
+            if finding.verdict == INCONCLUSIVE:
+                finding = with_power(finding, difference_seeds_needed(variance, accuracy, increase))
+            out.append(finding)
     after = [replace(f, sentence=f"After {step} RL steps, {f.sentence[0].lower()}{f.sentence[1:]}") for f in out]
     return under_initial + after
+
+
+def _variance_gap_power(finding: Finding) -> Power:
+    gap = finding.details["gap"]
+    if gap <= 0:
+        return Power("other way", gap, f"gap {gap:+.3f}", None, None, TARGET_POWER, math.nan, "")
+    note = (
+        "its test is over the prompts of the evaluation under the initial policy, not over RL seeds: more "
+        "--eval-num-prompts narrows its CIs"
+    )
+    return not_over_seeds(gap, f"gap {gap:+.3f}", note)
 
 
 def correlation_cells(
@@ -284,12 +328,17 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
             + ", ".join(f"{k}={v}" for k, v in study_options.items() if v not in (None, [], False))
             + ".",
         ),
+        ("p", machine_text(run_dir)),
         ("h2", "Findings"),
+        ("verdicts", verdict_table(analysis["tests"])),
         (
             "p",
             'Each of the paper\'s Section 4.1 claims, tested on this study: "reproduces" only when its test passes '
             'at 0.05 in the paper\'s direction, "does not reproduce" when it passes in the opposite one, '
-            '"inconclusive at this budget" otherwise. Tests over RL seeds are one-sided Welch t-tests.',
+            '"inconclusive at this budget" otherwise. Tests over RL seeds are one-sided Welch t-tests. For an '
+            "inconclusive claim, the last column is the number of seeds per reward model at which its test would "
+            "pass with 80% probability if the observed effect were the true one (Welch: noncentral t from the "
+            "observed means and stds; correlations over reward models: resampling each model's seeds).",
         ),
         *[("p", line) for line in analysis["findings"]],
         ("h2", "Table 1 analogue: reward models under the initial policy"),

@@ -22,6 +22,7 @@ curved in opposite ways (``strict``, ``lenient``) and two blind to one aspect of
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -31,18 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
 from rmteacher.study.stages import (
     Sizes,
     Stages,
     StudyConfig,
     dtype_input,
     prepare_run_dir,
+    record_machine,
     record_timings,
     require_inputs,
     rl_run,
 )
+from rmteacher.study.workers import StageJob, default_workers, run_stages
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ def study_policies(
     sizes = Sizes.of(config)
     stages = Stages(config.out)
     started = time.perf_counter()
+    workers = config.workers or default_workers(str(task.policy_dir))[0]
+    record_machine(config.out, cpu_threads=config.cpu_threads, workers=workers)
     candidates = list(config.reward_model or POLICY_STUDY_REWARDS)
     sft_steps = QUICK_SFT_STEPS if config.quick else SFT_STEPS
     # The paper's Section 4.2 evaluates once per epoch of 2, and Table 10 reports the end of training. Two
@@ -223,9 +226,10 @@ def study_policies(
 
         # 3. RLOO from each policy with each reward model, several seeds (the paper: 2 epochs, 3 runs). A run is
         #    named as `rmteacher evaluate` names the reward model (parse_reward_spec), where the report looks for it.
-        runs = [(p, spec, seed) for p in policies for spec in candidates for seed in range(sizes.seeds)]
-        for policy_name, spec, seed in tqdm(runs, desc="RLOO runs", disable=not config.progress):
-            rm_name, _ = parse_reward_spec(spec)
+        #    Independent runs: in worker processes (rmteacher.study.workers).
+        seeds = range(sizes.seeds)
+        jobs = []
+        for policy_name, spec, seed in [(p, spec, seed) for p in policies for spec in candidates for seed in seeds]:
             rl_inputs: dict[str, Any] = {
                 "evaluate": evaluations[policy_name]["fingerprint"],
                 "teacher": spec,
@@ -237,26 +241,23 @@ def study_policies(
                 "eval_prompts": rl_eval_prompts,
                 **dtype_input(config),
             }
-
-            def train_policy(
-                directory: Path, policy_name: str = policy_name, spec: str = spec, seed: int = seed
-            ) -> dict[str, Any]:
-                return rl_run(
-                    config,
-                    sizes,
-                    directory,
-                    policy=policies[policy_name],
-                    teacher=spec,
-                    ground_truth=ground_truth,
-                    prompts=str(prompts),
-                    eval_prompts=str(eval_prompts),
-                    normalization=evaluations[policy_name]["directory"],
-                    seed=seed,
-                    eval_every=rl_eval_every,
-                    eval_num_prompts=rl_eval_prompts,
-                )
-
-            stages.run(f"rl/{policy_name}/{rm_name}/seed{seed}", rl_inputs, train_policy)
+            train_policy = functools.partial(
+                rl_run,
+                config,
+                sizes,
+                policy=policies[policy_name],
+                teacher=spec,
+                ground_truth=ground_truth,
+                prompts=str(prompts),
+                eval_prompts=str(eval_prompts),
+                normalization=evaluations[policy_name]["directory"],
+                seed=seed,
+                eval_every=rl_eval_every,
+                eval_num_prompts=rl_eval_prompts,
+            )
+            rm_name, _ = parse_reward_spec(spec)
+            jobs.append(StageJob(f"rl/{policy_name}/{rm_name}/seed{seed}", rl_inputs, train_policy))
+        run_stages(stages, jobs, workers=workers, desc="RLOO runs", progress=config.progress)
 
     # 4. Analysis and report, from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)

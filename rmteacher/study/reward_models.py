@@ -16,11 +16,10 @@ Python, :func:`study_reward_models` with explicit inputs.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from rmteacher.study.stages import (
     Sizes,
@@ -28,14 +27,16 @@ from rmteacher.study.stages import (
     StudyConfig,
     dtype_input,
     prepare_run_dir,
+    record_machine,
     record_timings,
     require_inputs,
     rl_run,
     table_evaluation,
 )
+from rmteacher.study.workers import StageJob, default_workers, run_stages
 from rmteacher.tables import LOW_VARIANCE, TRUTH
 
-__all__ = ["FRACTIONS", "study_reward_models"]
+__all__ = ["FRACTIONS", "study_reward_models", "train_candidate"]
 
 #: The paper's on-policy shares of the five trained reward models.
 FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -69,7 +70,6 @@ def study_reward_models(
     from rmteacher.evaluate import EvaluateConfig, evaluate
     from rmteacher.loading import parse_reward_spec
     from rmteacher.report.reward_models import analyze, write_report
-    from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
 
     require_inputs(
         "study_reward_models", policy=policy, prompts=prompts, eval_prompts=eval_prompts, ground_truth=ground_truth
@@ -98,34 +98,21 @@ def study_reward_models(
 
     # 2. Reward models: five on on/off-policy mixes (train-rm), or the candidates given.
     candidates: dict[str, str] = {}
+    workers = config.workers or default_workers(policy)[0]
+    record_machine(config.out, cpu_threads=config.cpu_threads, workers=workers)
     if config.reward_model:
         candidates = dict(parse_reward_spec(spec) for spec in config.reward_model)
     else:
-        for fraction in tqdm(FRACTIONS, desc="reward models", disable=not config.progress, leave=False):
-            name = f"rm_{round(fraction * 100)}"
-            train_inputs = {"setup": data["fingerprint"], "fraction": fraction, "max_steps": sizes.rm_max_steps}
-
-            def train(directory: Path, fraction: float = fraction) -> dict[str, Any]:
-                summary = train_reward_model(
-                    TrainRMConfig(
-                        out=directory,
-                        on_policy_fraction=fraction,
-                        policy=data["policy"],
-                        pairs=Path(data["pairs"]),
-                        prompts=Path(data["prompts"]),
-                        prompt_column=config.prompt_column,
-                        ground_truth=data["ground_truth"],
-                        max_steps=sizes.rm_max_steps,
-                        system_prompt=config.system_prompt,
-                        max_new_tokens=config.max_new_tokens,
-                        cpu_threads=config.cpu_threads,
-                        trust_remote_code=config.trust_remote_code,
-                        progress=False,
-                    )
-                )
-                return {"model": str(directory / "model"), "summary": summary}
-
-            candidates[name] = stages.run(f"reward_models/{name}", train_inputs, train)["model"]
+        trainings = [
+            StageJob(
+                f"reward_models/rm_{round(fraction * 100)}",
+                {"setup": data["fingerprint"], "fraction": fraction, "max_steps": sizes.rm_max_steps},
+                functools.partial(train_candidate, config=config, data=data, fraction=fraction, sizes=sizes),
+            )
+            for fraction in FRACTIONS
+        ]
+        trained = run_stages(stages, trainings, workers=workers, desc="reward models", progress=config.progress)
+        candidates = {name.removeprefix("reward_models/"): result["model"] for name, result in trained.items()}
 
     # 3. Table 1: every reward model under the initial policy, the scaled ground truth and the ground truth.
     evaluate_inputs = {
@@ -170,25 +157,24 @@ def study_reward_models(
         LOW_VARIANCE: f"{TRUTH}={data['ground_truth']}",
         TRUTH: f"{TRUTH}={data['ground_truth']}",
     }
-    runs = [(name, seed) for name in teachers for seed in range(sizes.seeds)]
-    for name, seed in tqdm(runs, desc="RLOO runs", disable=not config.progress):
-        rl_inputs = {
-            "evaluate": evaluation["fingerprint"],
-            "teacher": teachers[name],
-            "seed": seed,
-            "steps": sizes.rl_steps,
-            "every": sizes.rl_eval_every,
-            "lr": config.learning_rate,
-            "kl": config.kl_coef,
-            "eval_prompts": sizes.rl_eval_prompts,
-            **dtype_input(config),
-        }
-
-        def train_policy(directory: Path, name: str = name, seed: int = seed) -> dict[str, Any]:
-            return rl_run(
+    runs = [
+        StageJob(
+            f"rl/{name}/seed{seed}",
+            {
+                "evaluate": evaluation["fingerprint"],
+                "teacher": teachers[name],
+                "seed": seed,
+                "steps": sizes.rl_steps,
+                "every": sizes.rl_eval_every,
+                "lr": config.learning_rate,
+                "kl": config.kl_coef,
+                "eval_prompts": sizes.rl_eval_prompts,
+                **dtype_input(config),
+            },
+            functools.partial(
+                rl_run,
                 config,
                 sizes,
-                directory,
                 policy=data["policy"],
                 teacher=teachers[name],
                 ground_truth=data["ground_truth"],
@@ -197,15 +183,45 @@ def study_reward_models(
                 normalization=evaluation["directory"],
                 seed=seed,
                 scaled=name == LOW_VARIANCE,
-            )
-
-        stages.run(f"rl/{name}/seed{seed}", rl_inputs, train_policy)
+            ),
+        )
+        for name in teachers
+        for seed in range(sizes.seeds)
+    ]
+    run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress)
 
     # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)
     analysis = analyze(config.out, table_eval=table_evaluation(config.table_eval, config.rl_evals))
     write_report(config.out, analysis)
     return analysis
+
+
+def train_candidate(
+    directory: Path, *, config: StudyConfig, sizes: Sizes, data: dict[str, Any], fraction: float
+) -> dict[str, Any]:
+    """Trains the reward model of one on-policy ``fraction`` (``rmteacher train-rm``) into ``directory``: one stage,
+    run in a worker process when the study has several (:mod:`rmteacher.study.workers`)."""
+    from rmteacher.training.reward_model import TrainRMConfig, train_reward_model
+
+    summary = train_reward_model(
+        TrainRMConfig(
+            out=directory,
+            on_policy_fraction=fraction,
+            policy=data["policy"],
+            pairs=Path(data["pairs"]),
+            prompts=Path(data["prompts"]),
+            prompt_column=config.prompt_column,
+            ground_truth=data["ground_truth"],
+            max_steps=sizes.rm_max_steps,
+            system_prompt=config.system_prompt,
+            max_new_tokens=config.max_new_tokens,
+            cpu_threads=config.cpu_threads,
+            trust_remote_code=config.trust_remote_code,
+            progress=False,
+        )
+    )
+    return {"model": str(directory / "model"), "summary": summary}
 
 
 def check_policy_renders(policy: str, prompts: Path, config: StudyConfig) -> None:

@@ -2,8 +2,10 @@
 
 Every stage writes into its own directory of the run with a ``stage.json`` recording a fingerprint of its inputs;
 a stage whose fingerprint matches is skipped, one whose inputs changed is redone, and ``--resume`` finishes only
-what is missing. The designs themselves are :mod:`rmteacher.study.reward_models` (Section 4.1) and
-:mod:`rmteacher.study.policies` (Section 4.2). Run: ``rmteacher study --help``.
+what is missing; the independent stages run in worker processes (:mod:`rmteacher.study.workers`), and
+``machine.json`` records the machine each invocation ran on (:func:`record_machine`). The designs themselves are
+:mod:`rmteacher.study.reward_models` (Section 4.1) and :mod:`rmteacher.study.policies` (Section 4.2). Run:
+``rmteacher study --help``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "discard_models",
     "dtype_input",
     "prepare_run_dir",
+    "record_machine",
     "record_timings",
     "require_inputs",
     "rl_run",
@@ -113,6 +116,12 @@ class StudyConfig:
         "three-build table uses 0, 1 and 2",
     )
     cpu_threads: int = option(1, help=CPU_THREADS_HELP)
+    workers: int | None = option(
+        None,
+        help="worker processes running the independent RL runs and reward-model trainings, each with --cpu-threads "
+        "torch threads; results are bit-identical to --workers 1 (default: one per usable core, at most one per "
+        "1 GiB + 12x the policy's weights of available memory)",
+    )
     trust_remote_code: bool = option(False, help="allow models' own Python code (e.g. ArmoRM as ground truth)")
     resume: bool = option(False, help="finish an interrupted study: complete stages are kept, the rest is done")
     overwrite: bool = option(False, help="delete what --out holds and start over")
@@ -128,6 +137,7 @@ class StudyConfig:
             [
                 (self.seeds is None or self.seeds >= 1, f"--seeds must be >= 1; got {self.seeds}"),
                 (self.sandbox_seed >= 0, f"--sandbox-seed must be >= 0; got {self.sandbox_seed}"),
+                (self.workers is None or self.workers >= 1, f"--workers must be >= 1; got {self.workers}"),
                 (self.cpu_threads >= 0, f"--cpu-threads must be >= 0 (0: torch's default); got {self.cpu_threads}"),
                 (self.rl_steps is None or self.rl_steps >= 2, f"--rl-steps must be >= 2; got {self.rl_steps}"),
                 (self.rl_evals >= 1, f"--rl-evals must be >= 1; got {self.rl_evals}"),
@@ -214,6 +224,11 @@ class Stages:
 
     root: Path
 
+    def complete(self, name: str, inputs: dict[str, Any]) -> bool:
+        """Whether the stage ``name`` has a record of these inputs (:meth:`run` would skip it)."""
+        record_path = self.root / name / "stage.json"
+        return record_path.exists() and json.loads(record_path.read_text())["fingerprint"] == _fingerprint(inputs)
+
     def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         directory = self.root / name
         record_path = directory / "stage.json"
@@ -261,7 +276,7 @@ def check_run_dir(config: StudyConfig) -> None:
     if not manifest.exists():
         raise ValueError(f"--out {out}: not empty and not a study; pass --overwrite or another --out")
     previous, options = json.loads(manifest.read_text()), _options(config)
-    transient = ("resume", "overwrite", "progress")
+    transient = ("resume", "overwrite", "progress", "workers")  # how, not what: no result depends on them
     changed = sorted(k for k in options if k not in transient and previous.get(k) != options[k])
     if changed and not config.resume:
         raise ValueError(
@@ -277,6 +292,22 @@ def prepare_run_dir(config: StudyConfig) -> None:
         shutil.rmtree(config.out)
     config.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(config.out / "study.json", _options(config))
+
+
+def record_machine(out: Path, *, cpu_threads: int, workers: int) -> None:
+    """Adds this invocation's machine (:func:`rmteacher.machine.describe_machine`) to ``machine.json`` unless it is
+    the last one recorded there: a study resumed on another machine lists both, in order."""
+    from rmteacher.machine import describe_machine
+
+    path = out / "machine.json"
+    machines = json.loads(path.read_text())["machines"] if path.exists() else []
+    this = describe_machine(torch_threads=cpu_threads, workers=workers)
+
+    def undated(machine: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in machine.items() if k != "date"}
+
+    if not machines or undated(machines[-1]) != undated(this):
+        write_json_atomic(path, {"machines": [*machines, this]})
 
 
 def record_timings(out: Path, started: float) -> None:

@@ -105,3 +105,32 @@ def test_the_command_picks_the_policies_report(tmp_path: Path) -> None:
     report = (run / "report.md").read_text()
     assert report.index("## Table 10 analogue, policy second") < report.index("## Table 10 analogue, policy first")
     assert (run / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_power_of_an_inconclusive_crossing() -> None:
+    from rmteacher.power import welch_seeds_needed
+    from rmteacher.report.policies import _crossing_power
+    from rmteacher.significance import finding_policy_dependent_best, increase_interval
+
+    runs = {"pythia": {"a": [0.1, 0.2, 0.15], "b": [0.2, 0.1, 0.25]},
+            "llama": {"a": [0.3, 0.2, 0.35], "b": [0.2, 0.3, 0.2]}}  # fmt: skip
+    finding = finding_policy_dependent_best(runs)
+    assert finding.verdict == "inconclusive at this budget" and finding.details["winners"] == {
+        "pythia": "b",
+        "llama": "a",
+    }
+    power = _crossing_power(finding.details, runs)
+    # Under each policy its winner against the other's (one other model, one pair: no Bonferroni factor); the
+    # crossing needs both, so the side needing more seeds decides.
+    sides = [
+        welch_seeds_needed(increase_interval(runs["pythia"]["a"]), increase_interval(runs["pythia"]["b"])),
+        welch_seeds_needed(increase_interval(runs["llama"]["b"]), increase_interval(runs["llama"]["a"])),
+    ]
+    assert all(side.status == "reached" for side in sides)
+    assert power.seeds_needed == max(side.seeds_needed or 0 for side in sides)
+    common = finding_policy_dependent_best(
+        {"p": {"a": [0.3, 0.2], "b": [0.1, 0.2]}, "q": {"a": [0.3, 0.2], "b": [0.1, 0.2]}}
+    )
+    assert _crossing_power(common.details, {}).status == "other way"
+    one_seed = finding_policy_dependent_best({"p": {"a": [0.3], "b": [0.1]}, "q": {"a": [0.3], "b": [0.1]}})
+    assert _crossing_power(one_seed.details, {}).cell() == "needs at least 2 seeds"

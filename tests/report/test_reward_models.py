@@ -137,3 +137,30 @@ def test_write_report_and_the_command(tmp_path: Path) -> None:
     (run / "study.json").write_text(json.dumps({"design": "reward-models", "table_eval": 1}))
     assert run_report(ReportConfig(run_dir=run)).startswith("After 5 RL steps")
     assert run_report(ReportConfig(run_dir=run, table_eval=2)).startswith("After 10 RL steps")
+
+
+def test_findings_open_with_the_verdict_table_and_state_their_power(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", seeds=3)
+    # rm_a's variance raised above rm_b's: the increases (which follow the old variances) now rank the four proxies
+    # with Spearman 0.8, p = 4/24 over the 4! orderings: inconclusive, and no number of seeds can change that.
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    metrics["reward_models"]["rm_a"]["reward_variance"] = _ci(0.45)
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    analysis = analyze(run, table_eval=2)
+    write_report(run, analysis)
+    report = (run / "report.md").read_text()
+    findings = report.split("## Findings\n\n", 1)[1]
+    assert findings.startswith("| claim ")  # the table first, the prose after it
+    rows = [line for line in findings.split("\n\n", 1)[0].splitlines()[2:]]
+    assert len(rows) == len(analysis["tests"]) == 6
+    inconclusive = [t for t in analysis["tests"] if t["verdict"] == "inconclusive at this budget"]
+    assert [t["label"] for t in inconclusive][:1] == ["reward variance predicts the proxy increase"]
+    assert inconclusive[0]["power"]["status"] == "not by seeds"
+    assert "with 4 reward models the permutation test needs Spearman >= 1.00" in inconclusive[0]["sentence"]
+    for test in analysis["tests"]:
+        assert (test["power"] is not None) == (test in inconclusive), test["claim"]
+    for test in inconclusive:
+        assert test["power"]["status"] in ("reached", "beyond", "other way", "not by seeds")
+        assert any(s in test["sentence"] for s in ("power with", "other way", "cannot decide it", "more than"))
+    assert "Machine: not recorded" in report  # no machine.json in this hand-made run
+    assert "<td style='background:#d4edda'>reproduces</td>" in (run / "report.html").read_text()

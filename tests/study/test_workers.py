@@ -1,0 +1,159 @@
+"""`rmteacher study --workers`: independent stages in spawned worker processes (rmteacher.study.workers).
+
+The pool on toy stages (results, fingerprints and resumption as sequential; a killed worker fails the batch cleanly
+and keeps the finished stages), the default's rule, and end to end: `study --quick` with 2 workers gives the numbers
+of 1 worker bit for bit, and a study whose worker is killed exits 2 and finishes with --resume.
+"""
+
+import functools
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmteacher.cli import main
+from rmteacher.sandbox import SandboxTask
+from rmteacher.study import workers as workers_module
+from rmteacher.study.stages import Stages
+from rmteacher.study.workers import KILL_STAGE_VARIABLE, StageJob, default_workers, run_stages, worker_memory
+
+QUICK = ["study", "--quick", "--no-progress"]
+
+
+def square(directory: Path, *, value: int) -> dict[str, Any]:
+    """A toy stage: writes a file and returns its value squared and the process that ran it."""
+    (directory / "value.txt").write_text(str(value))
+    return {"square": value * value, "pid": os.getpid()}
+
+
+def jobs(count: int) -> list[StageJob]:
+    return [StageJob(f"toy/{k}", {"value": k}, functools.partial(square, value=k)) for k in range(count)]
+
+
+def test_the_pool_runs_stages_as_a_sequential_run_would(tmp_path: Path) -> None:
+    parallel = run_stages(Stages(tmp_path / "p"), jobs(4), workers=2, desc="toy", progress=False)
+    sequential = run_stages(Stages(tmp_path / "s"), jobs(4), workers=1, desc="toy", progress=False)
+    assert [r["square"] for r in parallel.values()] == [0, 1, 4, 9]
+    assert {k: (r["square"], r["fingerprint"]) for k, r in parallel.items()} == {
+        k: (r["square"], r["fingerprint"]) for k, r in sequential.items()
+    }
+    assert os.getpid() not in {r["pid"] for r in parallel.values()}  # ran in workers
+    assert {r["pid"] for r in sequential.values()} == {os.getpid()}
+    # Complete stages are skipped: nothing is rerun (their records, pids included, are read back).
+    again = run_stages(Stages(tmp_path / "p"), jobs(4), workers=2, desc="toy", progress=False)
+    assert again == parallel
+
+
+def test_a_killed_worker_fails_the_batch_and_resume_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stages = Stages(tmp_path / "run")
+    monkeypatch.setenv(KILL_STAGE_VARIABLE, "toy/2")
+    with pytest.raises(ChildProcessError, match=r"a worker process died while running stage\(s\) .*toy/2.*--resume"):
+        run_stages(stages, jobs(4), workers=2, desc="toy", progress=False)
+    assert not (tmp_path / "run" / "toy" / "2" / "stage.json").exists()
+    monkeypatch.delenv(KILL_STAGE_VARIABLE)
+    done = run_stages(stages, jobs(4), workers=2, desc="toy", progress=False)
+    assert [r["square"] for r in done.values()] == [0, 1, 4, 9]
+
+
+def test_a_stage_error_is_raised_as_in_a_sequential_run(tmp_path: Path) -> None:
+    bad = [*jobs(2), StageJob("toy/bad", {"value": "x"}, functools.partial(square, value="x"))]  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="can't multiply sequence"):
+        run_stages(Stages(tmp_path / "run"), bad, workers=2, desc="toy", progress=False)
+    with pytest.raises(ValueError, match="workers must be >= 1; got 0"):
+        run_stages(Stages(tmp_path / "run"), jobs(1), workers=0, desc="toy", progress=False)
+
+
+def test_default_workers_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(workers_module, "_available_memory", lambda: 64 * 2**30)
+    assert default_workers(None) == (4, "4 usable cores, 64.0 GiB available at 1.0 GiB per worker (room for 64)")
+    # A policy of 1 GiB of float32 weights: 1 + 12 GiB per worker, so 64 GiB hold 4.
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    with open(policy / "model.safetensors", "wb") as handle:
+        handle.truncate(2**30)
+    assert worker_memory(str(policy)) == 13 * 2**30
+    monkeypatch.setattr(workers_module, "_available_memory", lambda: 30 * 2**30)
+    assert default_workers(str(policy))[0] == 2
+    monkeypatch.setattr(workers_module, "_available_memory", lambda: 2**30)
+    assert default_workers(str(policy))[0] == 1  # at least one
+    assert worker_memory("org/some-hub-model") == 8 * 2**30  # size unknown
+
+
+def test_bad_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--out", str(tmp_path / "s"), "--workers", "0"]) == 2
+    assert "--workers must be >= 1; got 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def untimed(value: Any) -> Any:
+    """``value`` without the keys that hold times or paths, however nested."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in PATHS and not any(w in k for w in TIMES)}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+TIMES, PATHS = ("time", "second"), ("model", "directory", "output_dir", "out")
+
+
+def numbers(run: Path) -> dict[str, Any]:
+    """What a study computed, without paths and times: the analysis, every RL run's records and every stage's
+    result."""
+    out: dict[str, Any] = {"analysis": json.loads((run / "analysis.json").read_text())}
+    for path in sorted(run.rglob("metrics.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        out[str(path.relative_to(run))] = untimed(records)
+    for path in sorted(run.rglob("stage.json")):
+        out[str(path.relative_to(run))] = untimed(json.loads(path.read_text())["result"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def parallel_study(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("parallel") / "run"
+    assert main([*QUICK, "--workers", "2", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_numbers_of_one_bit_for_bit(parallel_study: Path, tmp_path: Path) -> None:
+    sequential = tmp_path / "run"
+    assert main([*QUICK, "--workers", "1", "--out", str(sequential)]) == 0
+    expected, got = numbers(sequential), numbers(parallel_study)
+    assert len(got) >= 20  # the analysis, 7 RL runs (one seed) and their stages, 5 reward models, Table 1
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == expected[key], key  # exact: no tolerance
+    machines = json.loads((parallel_study / "machine.json").read_text())["machines"]
+    assert [m["workers"] for m in machines] == [2]
+    assert "Machine: " in (parallel_study / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_study_whose_worker_dies_exits_2_and_resumes(
+    parallel_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(parallel_study, run)
+    for stage in ("rl/rm_50/seed0", "rl/rm_25/seed0", "rl/ground_truth/seed0"):
+        shutil.rmtree(run / stage)
+    (run / "analysis.json").unlink()
+    monkeypatch.setenv(KILL_STAGE_VARIABLE, "rl/rm_25/seed0")
+    assert main([*QUICK, "--workers", "2", "--out", str(run), "--resume"]) == 2  # --resume: another --out
+    err = capsys.readouterr().err
+    assert "rmteacher study: error: a worker process died while running stage(s)" in err
+    assert "rl/rm_25/seed0" in err and "rerun the same command with --resume" in err
+    assert "Traceback" not in err
+    assert not (run / "rl" / "rm_25" / "seed0" / "stage.json").exists()
+    monkeypatch.delenv(KILL_STAGE_VARIABLE)
+    assert main([*QUICK, "--workers", "2", "--out", str(run), "--resume"]) == 0
+    assert numbers(run)["analysis"] == numbers(parallel_study)["analysis"]

@@ -108,7 +108,7 @@ def run_study(config: StudyConfig) -> str:
     check_run_dir(config)  # refuse a wrong --out before building anything
     inputs = resolve_inputs(config)
     convert_gguf_inputs("study", {"--policy": inputs.policy}, progress=config.progress)
-    if config.workers is None:
+    if config.workers == 0:
         policy = inputs.policy if inputs.task is None else str(inputs.task.policy_dir)
         workers, rule = default_workers(policy)
         print(f"rmteacher study: {workers} worker process(es) ({rule}); --workers sets it", file=sys.stderr)

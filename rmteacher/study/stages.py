@@ -116,11 +116,12 @@ class StudyConfig:
         "three-build table uses 0, 1 and 2",
     )
     cpu_threads: int = option(1, help=CPU_THREADS_HELP)
-    workers: int | None = option(
-        None,
+    workers: int = option(
+        1,
         help="worker processes running the independent RL runs and reward-model trainings, each with --cpu-threads "
-        "torch threads; results are bit-identical to --workers 1 (default: one per usable core, at most one per "
-        "1 GiB + 12x the policy's weights of available memory)",
+        "torch threads; results are bit-identical to --workers 1; 0: one per usable core, at most one per 1 GiB + "
+        "12x the policy's weights of available memory. Default 1: on the 2-vCPU development VM two concurrent runs "
+        "each took 2.4x as long, so --workers 2 was slower (docs/guides/study.md)",
     )
     trust_remote_code: bool = option(False, help="allow models' own Python code (e.g. ArmoRM as ground truth)")
     resume: bool = option(False, help="finish an interrupted study: complete stages are kept, the rest is done")
@@ -137,7 +138,7 @@ class StudyConfig:
             [
                 (self.seeds is None or self.seeds >= 1, f"--seeds must be >= 1; got {self.seeds}"),
                 (self.sandbox_seed >= 0, f"--sandbox-seed must be >= 0; got {self.sandbox_seed}"),
-                (self.workers is None or self.workers >= 1, f"--workers must be >= 1; got {self.workers}"),
+                (self.workers >= 0, f"--workers must be >= 0 (0: one per usable core); got {self.workers}"),
                 (self.cpu_threads >= 0, f"--cpu-threads must be >= 0 (0: torch's default); got {self.cpu_threads}"),
                 (self.rl_steps is None or self.rl_steps >= 2, f"--rl-steps must be >= 2; got {self.rl_steps}"),
                 (self.rl_evals >= 1, f"--rl-evals must be >= 1; got {self.rl_evals}"),

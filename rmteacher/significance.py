@@ -21,7 +21,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,14 +29,12 @@ from scipy import stats as scipy_stats
 
 from rmteacher.metrics import ConfidenceInterval, percentile_interval
 
-if TYPE_CHECKING:
-    from rmteacher.power import Power
-
 __all__ = [
     "Comparison",
     "CorrelationDifference",
     "CorrelationTest",
     "Finding",
+    "Power",
     "SeedInterval",
     "Verdict",
     "correlation_difference",
@@ -503,6 +501,65 @@ def correlation_difference(
 # ----------------------------------------------------------------------------------------------------------------
 # Findings
 # ----------------------------------------------------------------------------------------------------------------
+
+
+Status = Literal["reached", "beyond", "other way", "not by seeds", "too few seeds", "not over seeds"]
+
+
+@dataclass(frozen=True)
+class Power:
+    """The seeds a test needs for 80% power (:data:`rmteacher.power.TARGET_POWER`) at the observed effect, or why not.
+
+    ``status``: ``reached`` (``seeds_needed`` seeds per model give ``power``), ``beyond`` (not within the search),
+    ``other way`` (the observed effect points against the claim), ``not by seeds`` (the observed means themselves
+    do not pass: more reward models are needed, not seeds), ``too few seeds`` (one seed: no spread to resample or
+    estimate), ``not over seeds`` (a test over prompts, not seeds).
+    """
+
+    status: Status
+    effect: float  # in the claim's direction (positive supports it); NaN when undefined
+    effect_text: str  # e.g. "gap +0.018" or "Spearman 0.60"
+    seeds_needed: int | None
+    power: float | None  # at seeds_needed, or at the largest number tried
+    target: float
+    alpha: float
+    method: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json(asdict(self))
+
+    def cell(self) -> str:
+        """The verdict table's "seeds for 80% power" cell."""
+        return {
+            "reached": f"{self.seeds_needed}",
+            "beyond": f"> {self.seeds_needed}",
+            "other way": "effect points the other way",
+            "not by seeds": "not by more seeds (needs more reward models)",
+            "too few seeds": "needs at least 2 seeds",
+            "not over seeds": "over prompts, not seeds",
+        }[self.status]
+
+    def text(self) -> str:
+        """One sentence for the findings' prose."""
+        power = f"{self.target:.0%} power"
+        if self.status == "reached":
+            return (
+                f"At the observed effect ({self.effect_text}) its test would reach {power} with {self.seeds_needed} "
+                f"seeds per reward model ({self.method}, alpha {self.alpha:g}{self.note})."
+            )
+        if self.status == "beyond":
+            return (
+                f"At the observed effect ({self.effect_text}) its test would need more than {self.seeds_needed} seeds "
+                f"per reward model for {power} ({self.method}, alpha {self.alpha:g}{self.note})."
+            )
+        if self.status == "other way":
+            return f"The observed effect points the other way ({self.effect_text})."
+        if self.status == "not by seeds":
+            return f"More seeds cannot decide it ({self.effect_text}): {self.note}."
+        if self.status == "too few seeds":
+            return f"Its power needs at least 2 seeds per reward model to estimate ({self.effect_text})."
+        return f"{self.note[0].upper()}{self.note[1:]}."
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from scipy import stats
 
 from rmteacher.power import (
     TARGET_POWER,
-    Power,
     difference_seeds_needed,
     resampled_power,
     spearman_critical,
@@ -21,6 +20,7 @@ from rmteacher.power import (
     with_power,
 )
 from rmteacher.significance import (
+    Power,
     SeedInterval,
     correlation_with_uncertainty,
     finding_low_variance_vs_ground_truth,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rmteacher.power import TARGET_POWER, Power, welch_seeds_needed, with_power
+from rmteacher.power import TARGET_POWER, welch_seeds_needed, with_power
 from rmteacher.report.render import (
     Block,
     blocks_to_html,
@@ -33,7 +33,7 @@ from rmteacher.report.render import (
     verdict_table,
 )
 from rmteacher.report.table10 import PAPER_TABLE10, findings, paper_table, spearman_text, summarize_policy
-from rmteacher.significance import finding_policy_dependent_best, increase_interval
+from rmteacher.significance import Power, finding_policy_dependent_best, increase_interval
 from rmteacher.tables import TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["TABLE_COLUMNS", "analyze", "write_report"]

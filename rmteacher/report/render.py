@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rmteacher.power import Power
+from rmteacher.significance import Power
 
 __all__ = [
     "Block",

@@ -21,7 +21,6 @@ from rmteacher.analysis import CORRELATION_ROWS, correlation_table, with_combine
 from rmteacher.metrics import ConfidenceInterval
 from rmteacher.power import (
     TARGET_POWER,
-    Power,
     difference_seeds_needed,
     not_over_seeds,
     spearman_seeds_needed,
@@ -41,6 +40,7 @@ from rmteacher.report.render import (
 )
 from rmteacher.significance import (
     Finding,
+    Power,
     correlation_with_uncertainty,
     finding_accuracy_not_better,
     finding_low_variance_vs_best_trained,

@@ -171,7 +171,8 @@ def _key_paths(value: object, prefix: str = "", names: frozenset[str] = frozense
         return {prefix}
     paths: set[str] = set()
     for key, item in value.items():
-        shown = "NAME" if key in names else key
+        # Only where the keys are reward names: {"ground_truth": {"name", "spec"}} keeps its own name.
+        shown = "NAME" if key in names and prefix in ("reward_models", "truncations") else key
         paths |= _key_paths(item, f"{prefix}.{shown}" if prefix else shown, names)
     return paths
 

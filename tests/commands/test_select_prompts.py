@@ -7,6 +7,7 @@ import math
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import pytest
 
 from rmteacher.sandbox import SandboxTask
 from rmteacher.tables import load_prompts
-from tests.commands.conftest import Run
+
+Run = Callable[[list[str]], tuple[int, str, str]]  # the `cli` fixture of tests/commands/conftest.py
 
 # Three prompts, K = 4 samples of a 0/1 reward "r": 5 ones and 7 zeros in all. The run's normalization (the paper's):
 # mean 5/12, variance with the n - 1 denominator (5 (7/12)^2 + 7 (5/12)^2) / 11 = 35/132, std sqrt(35/132 + 1e-8).

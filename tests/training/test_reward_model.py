@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,11 +127,15 @@ def test_pairs_are_tokenized_as_the_reward_model_scores_them() -> None:
 # --- real runs on the sandbox -------------------------------------------------------------------------------------
 
 
+# --stop as a shell passes "\n" (a backslash and an n): decoded to a newline. The tests below that reuse or redo
+# the `trained` run pass the same options, so that only what they change differs.
+TRAINED: dict[str, Any] = {"on_policy_fraction": 0.5, "stop": ["\\n"]}
+
+
 @pytest.fixture(scope="module")
 def trained(sandbox_task: SandboxTask, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("train-rm") / "run"
-    # --stop as a shell passes "\n" (a backslash and an n): decoded to a newline.
-    text = run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, stop=["\\n"], **SHORT))  # type: ignore[arg-type]
+    text = run_train_rm(TrainRMConfig(out=out, **TRAINED, **SHORT))  # type: ignore[arg-type]
     return out, text
 
 
@@ -185,9 +190,10 @@ def test_an_occupied_run_directory_is_refused_unless_resume_or_overwrite(
 ) -> None:
     out, _ = trained
     with pytest.raises(RunDirError, match=r"holds a previous train-rm run .*; pass --resume to continue it"):
-        run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, **SHORT))  # type: ignore[arg-type]
+        run_train_rm(TrainRMConfig(out=out, **TRAINED, **SHORT))  # type: ignore[arg-type]
+    changed = {**TRAINED, "on_policy_fraction": 0.25}
     with pytest.raises(RunDirError, match=r"holds a different train-rm run: on_policy_fraction \(0.5 there, 0.25 now"):
-        run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.25, resume=True, **SHORT))  # type: ignore[arg-type]
+        run_train_rm(TrainRMConfig(out=out, **changed, resume=True, **SHORT))  # type: ignore[arg-type]
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="not an rmteacher run"):
         run_train_rm(TrainRMConfig(out=tmp_path, overwrite=True, **SHORT))  # type: ignore[arg-type]
@@ -208,7 +214,7 @@ def test_resume_continues_from_the_last_checkpoint_and_appends_the_log(
     shutil.rmtree(out / "model")
     lines_before = len((out / "metrics.jsonl").read_text().splitlines())
     with pytest.warns(UserWarning, match="skipped the incomplete checkpoint checkpoint-6"):
-        text = run_train_rm(TrainRMConfig(out=out, on_policy_fraction=0.5, resume=True, **SHORT))  # type: ignore[arg-type]
+        text = run_train_rm(TrainRMConfig(out=out, **TRAINED, resume=True, **SHORT))  # type: ignore[arg-type]
     assert "6 steps" in text
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(logs) > lines_before
@@ -227,7 +233,7 @@ def test_two_processes_under_accelerate_launch(
 ) -> None:
     out = tmp_path / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "-m"]
-    command += ["rmteacher.cli", "train-rm", "--out", str(out), "--on-policy-fraction", "0.5"]
+    command += ["rmteacher.cli", "train-rm", "--out", str(out), "--on-policy-fraction", "0.5", "--stop", "\\n"]
     command += ["--policy", str(sandbox_task.policy_dir), "--pairs", str(sandbox_task.pairs)]
     command += ["--ground-truth", GROUND_TRUTH, "--max-steps", "3", "--batch-size", "4", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

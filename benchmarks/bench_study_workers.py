@@ -35,12 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick study (`study --quick`) instead of the default")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="the variants (default: 1 2)")
+    parser.add_argument("--seeds", type=int, default=None, help="the study's --seeds (default: the study's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--max-spread", type=float, default=_timing.MAX_SPREAD)
     args = parser.parse_args()
 
     study = ["study", "--no-progress", "--cpu-threads", "1", *(["--quick"] if args.quick else [])]
+    study += ["--seeds", str(args.seeds)] if args.seeds is not None else []
     _timing.header(
         f"rmteacher study{' --quick' if args.quick else ''}: --workers {' vs '.join(map(str, args.workers))}",
         threads=1,

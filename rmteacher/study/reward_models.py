@@ -33,7 +33,7 @@ from rmteacher.study.stages import (
     rl_run,
     table_evaluation,
 )
-from rmteacher.study.workers import StageJob, default_workers, run_stages
+from rmteacher.study.workers import Launcher, StageJob, default_workers, run_stages
 from rmteacher.tables import LOW_VARIANCE, TRUTH
 
 __all__ = ["FRACTIONS", "study_reward_models", "train_candidate"]
@@ -111,7 +111,14 @@ def study_reward_models(
             )
             for fraction in FRACTIONS
         ]
-        trained = run_stages(stages, trainings, workers=workers, desc="reward models", progress=config.progress)
+        trained = run_stages(
+            stages,
+            trainings,
+            workers=workers,
+            desc="reward models",
+            progress=config.progress,
+            launcher=Launcher.of(config),
+        )
         candidates = {name.removeprefix("reward_models/"): result["model"] for name, result in trained.items()}
 
     # 3. Table 1: every reward model under the initial policy, the scaled ground truth and the ground truth.
@@ -188,7 +195,7 @@ def study_reward_models(
         for name in teachers
         for seed in range(sizes.seeds)
     ]
-    run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress)
+    run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress, launcher=Launcher.of(config))
 
     # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)

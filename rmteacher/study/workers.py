@@ -224,9 +224,13 @@ def _import_ray() -> ModuleType:
     return ray
 
 
-def _run_ray_task(root: Path, job: StageJob) -> None:
-    """A Ray task: the worker set-up of the process pool, then the same stage as a sequential run."""
+def _run_ray_task(cwd: str, root: Path, job: StageJob) -> None:
+    """A Ray task: the worker set-up of the process pool, then the same stage as a sequential run, from the command's
+    working directory where this node has it (a Ray worker starts elsewhere): relative paths in the options, e.g. the
+    default ``--out runs/study``, then name the same files on a shared filesystem as on the head node."""
     _start_worker()
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
     _run_in_worker(root, job)
 
 
@@ -263,7 +267,7 @@ def _run_tasks(ray: ModuleType, stages: Stages, jobs: Sequence[StageJob], launch
     task = ray.remote(_run_ray_task).options(
         num_cpus=launcher.cpus_per_task, num_gpus=1 if resources.get("GPU", 0) > 0 else 0, max_retries=0
     )
-    refs = {task.remote(stages.root, job): job for job in jobs}
+    refs = {task.remote(os.getcwd(), stages.root.absolute(), job): job for job in jobs}
     remaining = list(refs)
     try:
         while remaining:

@@ -34,8 +34,12 @@ def ray() -> Iterator[ModuleType]:
         module.shutdown()
 
 
-def test_ray_runs_stages_as_a_sequential_run_would(tmp_path: Path, ray: ModuleType) -> None:
-    on_ray = run_stages(Stages(tmp_path / "r"), jobs(4), workers=2, desc="toy", progress=False, launcher=RAY)
+def test_ray_runs_stages_as_a_sequential_run_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray: ModuleType
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative run directory, as the default --out runs/study, in Ray's workers too
+    on_ray = run_stages(Stages(Path("r")), jobs(4), workers=2, desc="toy", progress=False, launcher=RAY)
+    assert sorted(p.parent.name for p in (tmp_path / "r" / "toy").glob("*/stage.json")) == ["0", "1", "2", "3"]
     assert not ray.is_initialized()  # the instance it started is stopped
     sequential = run_stages(Stages(tmp_path / "s"), jobs(4), workers=1, desc="toy", progress=False)
     assert [r["square"] for r in on_ray.values()] == [0, 1, 4, 9]

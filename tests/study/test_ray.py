@@ -8,6 +8,7 @@ the process pool is end to end in tests/study/test_workers.py (it reuses that mo
 """
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from rmteacher.cli import main
-from rmteacher.study.stages import RAY_MISSING, Stages, StudyConfig
+from rmteacher.study.stages import RAY_MISSING, Stages, StudyConfig, check_run_dir, prepare_run_dir
 from rmteacher.study.workers import KILL_STAGE_VARIABLE, Launcher, StageJob, _check_shared, run_stages
 from tests.study.test_workers import jobs, square
 
@@ -115,3 +116,17 @@ def test_launcher_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["study", "--out", str(tmp_path / "s"), "--launcher", "slurm"])
     assert "argument --launcher: 'slurm' is not one of local, ray" in capsys.readouterr().err
+
+
+def test_the_launcher_is_how_not_what_a_study_runs(tmp_path: Path) -> None:
+    """A study run with one launcher is the same study with the other: no --resume needed, as for --workers."""
+    pytest.importorskip("ray")
+    prepare_run_dir(StudyConfig(out=tmp_path / "run", quick=True))
+    check_run_dir(StudyConfig(out=tmp_path / "run", quick=True, launcher="ray", ray_address="auto"))
+    # A study.json written before --launcher existed has neither key.
+    manifest = tmp_path / "run" / "study.json"
+    options = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({k: v for k, v in options.items() if k not in ("launcher", "ray_address")}))
+    check_run_dir(StudyConfig(out=tmp_path / "run", quick=True))
+    with pytest.raises(ValueError, match="holds a study with different seeds; pass --resume"):
+        check_run_dir(StudyConfig(out=tmp_path / "run", quick=True, seeds=2, launcher="ray"))

@@ -325,7 +325,9 @@ def identity(config: EvaluateConfig) -> dict[str, Any]:
               "samples_per_prompt": config.samples_per_prompt, "max_new_tokens": config.new_tokens(),
               "temperature": config.temperature, "seed": config.seed, "prompts_per_batch": config.prompts_per_batch,
               # Only when given, so that runs made before the key existed keep their identity.
-              **({"stop": config.stop_strings()} if config.stop else {})}
+              **({"stop": config.stop_strings()} if config.stop else {}),
+              # The policy samples from the rendered conversation, system message included.
+              **({"system_prompt": config.system_prompt} if config.system_prompt is not None else {})}
     )  # fmt: skip
     source.update(_gguf_fingerprints(config))
     return source
@@ -621,6 +623,8 @@ def _score_all(
     scores: dict[str, np.ndarray] = {}
     for name, target in tqdm(specs.items(), desc="scoring", disable=not config.progress, leave=False):
         fingerprint = f"{target}#{reward_fingerprint(target)}"
+        if config.system_prompt is not None:  # a model reward scores the conversation with the system message
+            fingerprint += f"#system={config.system_prompt}"
         path = config.out / "cache" / f"scores-{name}.parquet"
         spec_path = path.with_suffix(".spec")
         count_path = path.with_suffix(".truncated")

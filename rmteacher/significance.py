@@ -672,9 +672,10 @@ def finding_low_variance_vs_best_trained(
     means = {name: float(_seeds(v, f"trained[{name!r}]").mean()) for name, v in trained.items()}
     best = max(means, key=lambda name: means[name])
     comparison = one_sided_less(low_variance, trained[best], method=method)
+    how = f"the highest mean of {len(trained)}" if picked_from_these_runs else "picked beforehand"
     claim = (
         f"the perfectly accurate low-variance reward model raised the ground truth less than the best trained "
-        f"reward model ({best}, the highest mean of {len(trained)})"
+        f"reward model ({best}, {how})"
     )
     adjust = len(trained) if picked_from_these_runs else 1
     finding = _comparison_finding(

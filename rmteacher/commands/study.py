@@ -18,7 +18,7 @@ from rmteacher.commands.gguf_inputs import convert_gguf_inputs
 from rmteacher.commands.sandbox_defaults import sandbox_if_nothing_given
 from rmteacher.study import INPUTS, StudyConfig, study_policies, study_reward_models
 from rmteacher.study.stages import check_run_dir
-from rmteacher.study.workers import default_workers
+from rmteacher.study.workers import study_workers
 
 if TYPE_CHECKING:
     from rmteacher.sandbox import SandboxTask
@@ -108,11 +108,11 @@ def run_study(config: StudyConfig) -> str:
     check_run_dir(config)  # refuse a wrong --out before building anything
     inputs = resolve_inputs(config)
     convert_gguf_inputs("study", {"--policy": inputs.policy}, progress=config.progress)
-    if config.workers == 0:
-        policy = inputs.policy if inputs.task is None else str(inputs.task.policy_dir)
-        workers, rule = default_workers(policy)
+    policy = inputs.policy if inputs.task is None else str(inputs.task.policy_dir)
+    workers, rule = study_workers(config.workers, quick=config.quick, policy=policy)
+    if not config.workers:
         print(f"rmteacher study: {workers} worker process(es) ({rule}); --workers sets it", file=sys.stderr)
-        config = replace(config, workers=workers)
+    config = replace(config, workers=workers)
     if config.design == "policies":
         assert inputs.task is not None and inputs.pairs is not None  # resolve_inputs: the sandbox, REQUIRED
         analysis = study_policies(

@@ -51,7 +51,10 @@ from rmteacher.significance import (
 )
 from rmteacher.tables import LOW_VARIANCE, TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
 
-__all__ = ["analyze", "findings", "write_report"]
+__all__ = ["SGD_ARM", "analyze", "best_trained", "findings", "sgd_findings", "write_report"]
+
+#: The run directory's folder of the plain-SGD arm's runs (``<SGD_ARM>/<model>/seed<k>``), beside ``rl/``.
+SGD_ARM = "rl-sgd"
 
 LABELS = {TRUTH: "Ground truth", LOW_VARIANCE: "Perfectly acc. low var."}
 INCONCLUSIVE = "inconclusive at this budget"
@@ -109,6 +112,9 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
         for name, stacked in stacked_by_name.items()
     }
     tested = findings(table, per_seed, models, steps[table_eval])
+    sgd = _sgd_arm(run_dir, steps[table_eval])
+    if sgd is not None:
+        tested += sgd_findings(sgd["per_seed"], step=steps[table_eval], learning_rate=sgd["learning_rate"])
     # The paper correlates over its six proxy reward models; the ground-truth run is left out (Section 4.1).
     proxies = table[table["reward_model"] != TRUTH]
     column = {k: proxies[k].to_numpy(dtype=float) for k in proxies.columns if k != "reward_model"}
@@ -128,6 +134,7 @@ def analyze(run_dir: Path, *, table_eval: int = 1) -> dict[str, Any]:
         "variance_estimator": metrics["variance_estimator"],
         "per_seed": per_seed,
         "correlation_tests": correlation_cells(table, per_seed),
+        "sgd": sgd,
         "tests": [f.to_dict() for f in tested],
         "findings": [f.sentence for f in tested],
     }
@@ -190,6 +197,75 @@ def findings(
             out.append(finding)
     after = [replace(f, sentence=f"After {step} RL steps, {f.sentence[0].lower()}{f.sentence[1:]}") for f in out]
     return under_initial + after
+
+
+def best_trained(run_dir: Path, names: list[str], table_eval: int) -> str:
+    """Of the reward models ``names``, the one whose ``rl/`` runs raised the ground truth most at evaluation
+    ``table_eval`` (mean over seeds): the plain-SGD arm's trained reward model."""
+    means = {}
+    for name in names:
+        _, stacked = read_seed_curves(
+            sorted((run_dir / "rl" / name).glob("seed*/metrics.jsonl")), ["ground_truth_increase"]
+        )
+        means[name] = float(stacked["ground_truth_increase"][:, table_eval].mean())
+    return max(means, key=lambda n: means[n])
+
+
+def _sgd_arm(run_dir: Path, step: int) -> dict[str, Any] | None:
+    """The plain-SGD arm's ground-truth increases at ``step`` per model and seed, its learning rate and its table;
+    None when the study has no such arm (``--sgd-learning-rate 0``, or your --policy without one)."""
+    directory = run_dir / SGD_ARM
+    if not directory.is_dir():
+        return None
+    per_seed: dict[str, list[float]] = {}
+    rows = []
+    learning_rate = None
+    for model in sorted(p for p in directory.iterdir() if p.is_dir()):
+        paths = sorted(model.glob("seed*/metrics.jsonl"))
+        steps, stacked = read_seed_curves(paths, ["ground_truth_increase"])
+        if step not in steps:
+            raise ValueError(f"{model}: the SGD arm's runs have evaluations at steps {steps}, not at step {step}")
+        values = stacked["ground_truth_increase"][:, steps.index(step)]
+        per_seed[model.name] = values.tolist()
+        rows.append({"reward_model": model.name, "increase_ground_truth": float(values.mean()),
+                     "increase_ground_truth_std": float(values.std()), "seeds": len(paths)})  # fmt: skip
+        learning_rate = json.loads((paths[0].parent / "config.json").read_text())["learning_rate"]
+    return {"learning_rate": learning_rate, "step": step, "table": rows, "per_seed": per_seed}
+
+
+def sgd_findings(per_seed: dict[str, list[float]], *, step: int, learning_rate: float) -> list[Finding]:
+    """The two low-variance claims of Section 4.1 in the theory's setting (plain SGD, no clipping): the low-variance
+    construction against the ground truth, and against the trained reward model the Adam runs ranked best (picked
+    from other runs, so no Bonferroni factor). Their claims and labels name the arm."""
+    gt = {name: np.asarray(values) for name, values in per_seed.items()}
+    out: list[Finding] = []
+    if LOW_VARIANCE in gt and TRUTH in gt:
+        finding = finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH])
+        if finding.verdict == INCONCLUSIVE:
+            low, truth = increase_interval(gt[LOW_VARIANCE]), increase_interval(gt[TRUTH])
+            finding = with_power(finding, welch_seeds_needed(low, truth, effect_name="ground truth minus low-variance"))
+        out.append(finding)
+    trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
+    if LOW_VARIANCE in gt and trained:
+        finding = finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained, picked_from_these_runs=False)
+        if finding.verdict == INCONCLUSIVE:
+            low, best = increase_interval(gt[LOW_VARIANCE]), increase_interval(next(iter(trained.values())))
+            finding = with_power(finding, welch_seeds_needed(low, best, effect_name="best trained minus low-variance"))
+        out.append(finding)
+    arm = f"under plain SGD at learning rate {learning_rate:g} without clipping (the theory's setting)"
+
+    def named(text: str) -> str:
+        return text.replace("picked beforehand", "ranked best by the AdamW runs")
+
+    return [
+        replace(
+            f,
+            claim=f"{named(f.claim)}, {arm}",
+            label=f"{f.label} (SGD)",
+            sentence=f"After {step} RL steps {arm}, {named(f.sentence[0].lower() + f.sentence[1:])}",
+        )
+        for f in out
+    ]
 
 
 def _variance_gap_power(finding: Finding) -> Power:
@@ -362,6 +438,7 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
             "The estimates come from `rmteacher correlate table2_input.csv` too.",
         ),
         ("table", table2),
+        *_sgd_blocks(analysis),
         ("h2", "Figures"),
         (
             "img",
@@ -375,6 +452,38 @@ def _blocks(run_dir: Path, analysis: dict[str, Any], figures: dict[str, Path]) -
         ("img", (run_dir / "evaluate" / "variance_vs_accuracy.png", "Reward variance against on-policy accuracy.")),
         ("h2", "Stage times"),
         ("table", [["stage", "seconds"], *([k, f"{v}"] for k, v in timings.items())]),
+    ]
+
+
+def _sgd_blocks(analysis: dict[str, Any]) -> list[Block]:
+    """The plain-SGD arm's section: what it is and its ground-truth increases (its tests are in the findings)."""
+    sgd = analysis.get("sgd")
+    if sgd is None:
+        return [
+            ("h2", "The theory's setting: plain SGD"),
+            ("p", "Not run: this study has no plain-SGD arm (--sgd-learning-rate 0, or a --policy of yours without "
+                  "--sgd-learning-rate, whose stable value only a sweep on that policy can tell)."),
+        ]  # fmt: skip
+    rows = [["", *(LABELS.get(r["reward_model"], r["reward_model"]) for r in sgd["table"])]]
+    rows.append(
+        [
+            f"Increase, ground truth (step {sgd['step']})",
+            *(f"{r['increase_ground_truth']:+.3f} ± {r['increase_ground_truth_std']:.3f}" for r in sgd["table"]),
+        ]
+    )
+    seeds = sgd["table"][0]["seeds"]
+    return [
+        ("h2", "The theory's setting: plain SGD"),
+        (
+            "p",
+            "The paper's theory (Theorem 1) is about gradient flow, where scaling a reward scales the step; the runs "
+            "above use AdamW with gradient clipping, the paper's practice, which undoes most of a reward's scale. "
+            f"Here the ground truth, its low-variance construction and the trained reward model the AdamW runs "
+            f"ranked best are trained again with plain SGD at learning rate {sgd['learning_rate']:g} and no "
+            f"clipping, to step {sgd['step']}, over {seeds} seed(s); the learning rate is the sandbox's sweep's "
+            "(examples/sgd_sweep.py). Their two tests are in the findings above, marked (SGD). Mean ± std over seeds:",
+        ),
+        ("table", rows),
     ]
 
 

@@ -43,7 +43,7 @@ from rmteacher.study.stages import (
     require_inputs,
     rl_run,
 )
-from rmteacher.study.workers import Launcher, StageJob, default_workers, run_stages
+from rmteacher.study.workers import Launcher, StageJob, run_stages, study_workers
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def study_policies(
     sizes = Sizes.of(config)
     stages = Stages(config.out)
     started = time.perf_counter()
-    workers = config.workers or default_workers(str(task.policy_dir))[0]
+    workers, _ = study_workers(config.workers, quick=config.quick, policy=str(task.policy_dir))
     record_machine(config.out, cpu_threads=config.cpu_threads, workers=workers)
     candidates = list(config.reward_model or POLICY_STUDY_REWARDS)
     sft_steps = QUICK_SFT_STEPS if config.quick else SFT_STEPS

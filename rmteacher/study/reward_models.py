@@ -6,7 +6,9 @@
 3. evaluation of every reward model, the perfectly accurate low-variance one (the ground truth normalized, then
    x0.001 on a seeded half of the prompts) and the ground truth under the initial policy (Table 1 analogue);
 4. RLOO from the initial policy with each of them, over several seeds, evaluated along training;
-5. the analysis: reward increase per model (mean over seeds), the correlation table over the proxy reward
+5. the theory's setting: the ground truth, its low-variance construction and the best trained reward model again
+   with plain SGD and no gradient clipping (``--sgd-learning-rate``), to the findings' step;
+6. the analysis: reward increase per model (mean over seeds), the correlation table over the proxy reward
    models, ground truth excluded (Table 2 analogue), curves (Figures 2 and 4 analogues), and the report
    (:mod:`rmteacher.report.reward_models`).
 
@@ -17,11 +19,13 @@ Python, :func:`study_reward_models` with explicit inputs.
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from rmteacher.study.stages import (
+    SANDBOX_SGD_LEARNING_RATE,
     Sizes,
     Stages,
     StudyConfig,
@@ -33,7 +37,7 @@ from rmteacher.study.stages import (
     rl_run,
     table_evaluation,
 )
-from rmteacher.study.workers import Launcher, StageJob, default_workers, run_stages
+from rmteacher.study.workers import Launcher, StageJob, run_stages, study_workers
 from rmteacher.tables import LOW_VARIANCE, TRUTH
 
 __all__ = ["FRACTIONS", "study_reward_models", "train_candidate"]
@@ -69,7 +73,7 @@ def study_reward_models(
     """
     from rmteacher.evaluate import EvaluateConfig, evaluate
     from rmteacher.loading import parse_reward_spec
-    from rmteacher.report.reward_models import analyze, write_report
+    from rmteacher.report.reward_models import SGD_ARM, analyze, best_trained, write_report
 
     require_inputs(
         "study_reward_models", policy=policy, prompts=prompts, eval_prompts=eval_prompts, ground_truth=ground_truth
@@ -98,7 +102,7 @@ def study_reward_models(
 
     # 2. Reward models: five on on/off-policy mixes (train-rm), or the candidates given.
     candidates: dict[str, str] = {}
-    workers = config.workers or default_workers(policy)[0]
+    workers, _ = study_workers(config.workers, quick=config.quick, policy=policy)
     record_machine(config.out, cpu_threads=config.cpu_threads, workers=workers)
     if config.reward_model:
         candidates = dict(parse_reward_spec(spec) for spec in config.reward_model)
@@ -196,10 +200,66 @@ def study_reward_models(
         for seed in range(sizes.seeds)
     ]
     run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress, launcher=Launcher.of(config))
+    table_eval = table_evaluation(config.table_eval, config.rl_evals)
 
-    # 5. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
+    # 5. The theory's setting: plain SGD without clipping, to the findings' step, for the two low-variance claims
+    #    (the ground truth, its low-variance construction, and the trained reward model the Adam runs ranked best).
+    sgd_rate = config.sgd_learning_rate
+    if sgd_rate is None:
+        sgd_rate = SANDBOX_SGD_LEARNING_RATE if sandbox_key is not None else 0.0
+    if sgd_rate > 0:
+        best = best_trained(config.out, list(candidates), table_eval) if candidates else None
+        arm = [LOW_VARIANCE, TRUTH, *([best] if best is not None else [])]
+        sgd_steps = sizes.rl_eval_every * table_eval
+        sgd_runs = [
+            StageJob(
+                f"{SGD_ARM}/{name}/seed{seed}",
+                {
+                    "evaluate": evaluation["fingerprint"],
+                    "teacher": teachers[name],
+                    "seed": seed,
+                    "steps": sgd_steps,
+                    "every": sizes.rl_eval_every,
+                    "optimizer": "sgd",
+                    "lr": sgd_rate,
+                    "kl": config.kl_coef,
+                    "eval_prompts": sizes.rl_eval_prompts,
+                    **dtype_input(config),
+                },
+                functools.partial(
+                    rl_run,
+                    config,
+                    sizes,
+                    policy=data["policy"],
+                    teacher=teachers[name],
+                    ground_truth=data["ground_truth"],
+                    prompts=data["prompts"],
+                    eval_prompts=data["eval_prompts"],
+                    normalization=evaluation["directory"],
+                    seed=seed,
+                    scaled=name == LOW_VARIANCE,
+                    steps=sgd_steps,
+                    optimizer="sgd",
+                    learning_rate=sgd_rate,
+                ),
+            )
+            for name in arm
+            for seed in range(sizes.seeds)
+        ]
+        stale = config.out / SGD_ARM
+        if stale.exists():  # a resumed study whose best trained model changed: its old runs would be read
+            for directory in stale.iterdir():
+                if directory.name not in arm:
+                    shutil.rmtree(directory)
+        run_stages(
+            stages, sgd_runs, workers=workers, desc="SGD runs", progress=config.progress, launcher=Launcher.of(config)
+        )
+    elif (config.out / SGD_ARM).exists():
+        shutil.rmtree(config.out / SGD_ARM)  # --sgd-learning-rate 0 on a resumed study: no stale arm in the report
+
+    # 6. Analysis and report: computed from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)
-    analysis = analyze(config.out, table_eval=table_evaluation(config.table_eval, config.rl_evals))
+    analysis = analyze(config.out, table_eval=table_eval)
     write_report(config.out, analysis)
     return analysis
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_TABLE_EVAL",
     "INPUTS",
     "RAY_MISSING",
+    "SANDBOX_SGD_LEARNING_RATE",
     "Sizes",
     "Stages",
     "StudyConfig",
@@ -49,6 +51,10 @@ INPUTS = ("policy", "prompts", "eval_prompts", "pairs", "ground_truth")
 DEFAULT_TABLE_EVAL = 2
 #: The error of `--launcher ray` where Ray is not installed (Ray is an optional extra).
 RAY_MISSING = "--launcher ray needs Ray: pip install 'rmteacher[ray]'"
+#: The plain-SGD arm's learning rate on the built-in sandbox: the largest of examples/sgd_sweep.py's grid at which
+#: every seed of the ground truth's own run improved and the seed spread stayed within twice the smallest rate's
+#: (build 0, docs/results/sandbox-study.md, "The theory's setting").
+SANDBOX_SGD_LEARNING_RATE = 5e-4
 
 
 def table_evaluation(table_eval: int | None, rl_evals: int) -> int:
@@ -71,7 +77,7 @@ class StudyConfig:
     quick: bool = option(False, help="the same pipeline on a small budget (a smoke test, ~3 min)")
     seeds: int | None = option(
         None,
-        help="RL runs per reward model (default: 8, --quick: 1; the paper: 3); the findings' tests are over seeds",
+        help="RL runs per reward model (default: 12, --quick: 1; the paper: 3); the findings' tests are over seeds",
     )
     policy: str | None = option(None, help="initial policy directory or hub id (default: the sandbox's SFT policy)")
     ground_truth: str | None = option(None, help="ground-truth reward PATH_OR_CALLABLE (default: the sandbox's)")
@@ -105,6 +111,13 @@ class StudyConfig:
         "--policy consider TRL's 1e-6; the paper: 1e-7 at 1B parameters)",
     )
     kl_coef: float = option(0.05, help="RLOO KL coefficient (the paper: 0.05)")
+    sgd_learning_rate: float | None = option(
+        None,
+        help="learning rate of the plain-SGD arm: the ground truth, its low-variance construction and the best "
+        "trained reward model once more with SGD and no gradient clipping (the theory's setting), to the findings' "
+        f"step; default: {SANDBOX_SGD_LEARNING_RATE:g} on the built-in sandbox (the sweep of "
+        "examples/sgd_sweep.py on build 0), no SGD arm with your --policy; 0: no SGD arm",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = option(
         None,
         help="weights' dtype of the policy and model reward models in the evaluate and RL stages; auto: each "
@@ -120,12 +133,12 @@ class StudyConfig:
         "three-build table uses 0, 1 and 2",
     )
     cpu_threads: int = option(1, help=CPU_THREADS_HELP)
-    workers: int = option(
-        1,
+    workers: int | None = option(
+        None,
         help="worker processes running the independent RL runs and reward-model trainings, each with --cpu-threads "
         "torch threads; results are bit-identical to --workers 1; 0: one per usable core, at most one per 1 GiB + "
-        "12x the policy's weights of available memory. Default 1: on the 2-vCPU development VM two concurrent runs "
-        "each took 2.4x as long, so --workers 2 was slower (docs/guides/study.md)",
+        "12x the policy's weights of available memory. Default: 0's rule, but 1 with --quick, whose 2-s runs cost "
+        "less than a worker's start-up (docs/guides/study.md, Measured)",
     )
     launcher: Literal["local", "ray"] = option(
         "local",
@@ -154,10 +167,23 @@ class StudyConfig:
             [
                 (self.seeds is None or self.seeds >= 1, f"--seeds must be >= 1; got {self.seeds}"),
                 (self.sandbox_seed >= 0, f"--sandbox-seed must be >= 0; got {self.sandbox_seed}"),
-                (self.workers >= 0, f"--workers must be >= 0 (0: one per usable core); got {self.workers}"),
+                (
+                    self.workers is None or self.workers >= 0,
+                    f"--workers must be >= 0 (0: one per usable core); got {self.workers}",
+                ),
                 (self.cpu_threads >= 0, f"--cpu-threads must be >= 0 (0: torch's default); got {self.cpu_threads}"),
                 (self.rl_steps is None or self.rl_steps >= 2, f"--rl-steps must be >= 2; got {self.rl_steps}"),
                 (self.rl_evals >= 1, f"--rl-evals must be >= 1; got {self.rl_evals}"),
+                (
+                    self.sgd_learning_rate is None
+                    or (math.isfinite(self.sgd_learning_rate) and self.sgd_learning_rate >= 0),
+                    f"--sgd-learning-rate must be a finite number >= 0 (0: no SGD arm); got {self.sgd_learning_rate}",
+                ),
+                (
+                    self.design != "policies" or self.sgd_learning_rate is None,
+                    f"--sgd-learning-rate {self.sgd_learning_rate}: the SGD arm is part of --design reward-models "
+                    "(Section 4.1's low-variance claims); --design policies has none",
+                ),
                 (
                     self.table_eval is None or 1 <= self.table_eval <= self.rl_evals,
                     f"--table-eval must be in [1, --rl-evals={self.rl_evals}]; got {self.table_eval}",
@@ -211,10 +237,11 @@ class Sizes:
     def of(cls, config: StudyConfig) -> Sizes:
         steps = config.rl_steps or (12 if config.quick else 60)
         return cls(
-            # Eight seeds and 128 evaluation prompts: the seed-to-seed std of the ground-truth increase after 20 steps
-            # is 0.012-0.030 against gaps of about 0.02 between teachers, which 5 seeds left at p = 0.04-0.43 in the
-            # one-sided tests of the findings (README, "Three sandbox builds").
-            seeds=config.seeds or (1 if config.quick else 8),
+            # Twelve seeds and 128 evaluation prompts: the seed-to-seed std of the ground-truth increase after 20
+            # steps is 0.012-0.030 against gaps of about 0.02 between teachers, which 8 seeds left at p = 0.05-0.45 on
+            # three builds and two machines (issue 19); twelve are what two workers fit in 15 minutes on 2 cores
+            # with the SGD arm (docs/guides/study.md, Measured).
+            seeds=config.seeds or (1 if config.quick else 12),
             eval_num_prompts=config.eval_num_prompts or (60 if config.quick else 200),
             eval_samples=config.eval_samples,
             rm_max_steps=40 if config.quick else -1,
@@ -369,9 +396,16 @@ def rl_run(
     scaled: bool = False,
     eval_every: int | None = None,
     eval_num_prompts: int | None = None,
+    steps: int | None = None,
+    optimizer: Literal["adamw", "sgd"] = "adamw",
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """One RLOO run of a study with the study's shared settings; ``scaled`` is the paper's low-variance construction
-    (x0.001 after normalization on a seeded half of the prompts, Section 4.1). Keeps the curves, not the models."""
+    (x0.001 after normalization on a seeded half of the prompts, Section 4.1). Keeps the curves, not the models.
+
+    ``optimizer="sgd"`` is the theory's setting (Theorem 1 is about gradient flow): plain SGD at ``learning_rate``
+    without gradient clipping, which would cap exactly the small gradients the theory is about; AdamW keeps TRL's
+    clipping at 1. ``steps`` and ``learning_rate`` default to the study's."""
     from rmteacher.training.rl import RLConfig, train_rl
 
     result = train_rl(
@@ -389,11 +423,13 @@ def rl_run(
             scale_fraction=0.5 if scaled else 0.0,
             scale_factor=1e-3 if scaled else 1.0,
             kl_coef=config.kl_coef,
-            learning_rate=config.learning_rate,
+            learning_rate=learning_rate if learning_rate is not None else config.learning_rate,
+            optimizer=optimizer,
+            max_grad_norm=0.0 if optimizer == "sgd" else 1.0,
             max_new_tokens=config.max_new_tokens,
-            max_steps=sizes.rl_steps,
+            max_steps=steps or sizes.rl_steps,
             eval_every=eval_every or sizes.rl_eval_every,
-            save_every=sizes.rl_steps,
+            save_every=steps or sizes.rl_steps,
             eval_num_prompts=eval_num_prompts or sizes.rl_eval_prompts,
             eval_samples=sizes.rl_eval_samples,
             seed=seed,

@@ -30,7 +30,7 @@ import os
 import signal
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "StageJob",
     "default_workers",
     "run_stages",
+    "study_workers",
     "worker_memory",
 ]
 
@@ -142,6 +143,16 @@ def default_workers(policy: str | None) -> tuple[int, str]:
     )
 
 
+def study_workers(workers: int | None, *, quick: bool, policy: str | None) -> tuple[int, str]:
+    """A study's number of workers and why: ``--workers`` when given (> 0); 1 for a ``--quick`` study left at the
+    default (its 2-s runs cost less than a worker's start-up, docs/guides/study.md); else :func:`default_workers`."""
+    if workers:
+        return workers, "--workers"
+    if workers is None and quick:
+        return 1, "--quick's default"
+    return default_workers(policy)
+
+
 def _start_worker() -> None:
     """Each worker process: the warnings filter and the quiet hub bars of the command line (`rmteacher.cli`)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -199,7 +210,7 @@ def _run_in_pool(stages: Stages, jobs: Sequence[StageJob], workers: int, bar: An
     try:
         remaining = set(futures)
         while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)  # the bar moves with each run
             for future in done:
                 error = future.exception()
                 if isinstance(error, BrokenProcessPool):

@@ -308,3 +308,17 @@ def test_max_new_tokens_defaults(tmp_path: Path, sandbox_task: object) -> None:
     assert sandbox.max_new_tokens == 16
     assert with_sandbox_defaults(EvaluateConfig(out=tmp_path, max_new_tokens=5, progress=False)).new_tokens() == 5
     assert np.isclose(EvaluateConfig(out=tmp_path, max_new_tokens=7).new_tokens(), 7)
+
+
+def test_the_system_prompt_is_part_of_the_samples_identity(tmp_path: Path) -> None:
+    """The policy samples from the conversation with its system message: samples drawn under another
+    --system-prompt are not reused (they were before 2026-12-07); without one, the identity keeps its old keys."""
+    from dataclasses import replace
+
+    from rmteacher.evaluate import EvaluateConfig, identity
+
+    plain = EvaluateConfig(out=tmp_path, policy="my-policy", prompts=tmp_path / "p.jsonl", reward_model=["a=m:f"])
+    brief = replace(plain, system_prompt="Be brief.")
+    assert "system_prompt" not in identity(plain)
+    assert identity(brief) == {**identity(plain), "system_prompt": "Be brief."}
+    assert identity(replace(plain, system_prompt="")) != identity(plain)  # an empty system message is one too

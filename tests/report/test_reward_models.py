@@ -3,12 +3,13 @@ by hand, the checks on what the directory holds, and the files it writes."""
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rmteacher.commands.report import ReportConfig, design_of, run_report
-from rmteacher.report.reward_models import analyze, write_report
+from rmteacher.report.reward_models import analyze, best_trained, write_report
 
 #: reward model -> (reward variance, on-policy accuracy, off-policy accuracy); the names `rmteacher study` gives.
 MODELS = {
@@ -164,3 +165,52 @@ def test_findings_open_with_the_verdict_table_and_state_their_power(tmp_path: Pa
         assert any(s in test["sentence"] for s in ("power with", "other way", "cannot decide it", "more than"))
     assert "Machine: not recorded" in report  # no machine.json in this hand-made run
     assert "<td style='background:#d4edda'>reproduces</td>" in (run / "report.html").read_text()
+
+
+def add_sgd_arm(run_dir: Path, increases: dict[str, list[float]], learning_rate: float = 1e-3) -> None:
+    """The plain-SGD arm as the study leaves it: ``rl-sgd/<model>/seed<k>/`` with evaluations at steps 0 and 5."""
+    for name, values in increases.items():
+        for k, value in enumerate(values):
+            directory = run_dir / "rl-sgd" / name / f"seed{k}"
+            directory.mkdir(parents=True)
+            records = [{"event": "eval", "step": s, "proxy_increase": 0.0, "ground_truth_increase": v, "kl": 0.0}
+                       for s, v in ((0, 0.0), (5, value))]  # fmt: skip
+            (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            (directory / "config.json").write_text(json.dumps({"learning_rate": learning_rate, "optimizer": "sgd"}))
+
+
+def test_the_sgd_arm_by_hand(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    # The best trained model of the AdamW runs at step 5: ground truth var / 2 + 0.02 on average, rm_c (var 0.5).
+    assert best_trained(run, ["rm_a", "rm_b", "rm_c"], 1) == "rm_c"
+    assert "sgd" in analyze(run, table_eval=1) and analyze(run, table_eval=1)["sgd"] is None
+    # Low-variance [0.0, 0.02] against the ground truth [0.05, 0.07]: equal stds 0.01414, Welch t = -0.05 / 0.01414
+    # = -3.536 with 2 df, one-sided p = 0.0357; against rm_c [0.01, 0.03]: t = -0.707, p = 0.276.
+    add_sgd_arm(run, {"ground_truth_scaled": [0.0, 0.02], "ground_truth": [0.05, 0.07], "rm_c": [0.01, 0.03]})
+    analysis = analyze(run, table_eval=1)
+    sgd = analysis["sgd"]
+    assert sgd["learning_rate"] == 1e-3 and sgd["step"] == 5
+    assert {r["reward_model"]: r["increase_ground_truth"] for r in sgd["table"]} == pytest.approx(
+        {"ground_truth": 0.06, "ground_truth_scaled": 0.01, "rm_c": 0.02}
+    )
+    tests = {t["label"]: t for t in analysis["tests"]}
+    truth = tests["low-variance model < ground truth (SGD)"]
+    assert truth["p_value"] == pytest.approx(0.0357, abs=1e-4) and truth["verdict"] == "reproduces"
+    assert truth["claim"].endswith("under plain SGD at learning rate 0.001 without clipping (the theory's setting)")
+    best = tests["low-variance model < best trained (rm_c) (SGD)"]
+    assert best["p_value"] == pytest.approx(0.276, abs=1e-3)
+    assert best["details"]["bonferroni"] == 1  # picked by the AdamW runs, not by these
+    assert "(rm_c, ranked best by the AdamW runs)" in best["claim"] and "highest mean of 1" not in best["sentence"]
+    assert best["verdict"] == "inconclusive at this budget" and best["power"] is not None
+    assert any(s.startswith("After 5 RL steps under plain SGD at learning rate 0.001") for s in analysis["findings"])
+    # The AdamW arm's tests are unchanged by the SGD arm's.
+    assert len(analysis["tests"]) == 6 + 2
+    write_report(run, analysis)
+    report = (run / "report.md").read_text()
+    assert "## The theory's setting: plain SGD" in report
+    assert "+0.060 ± 0.010" in report
+    # An SGD arm without the findings' step is refused.
+    add_sgd_arm(tmp_path / "other", {"ground_truth": [0.1]})
+    shutil.copytree(tmp_path / "other" / "rl-sgd" / "ground_truth", run / "rl-sgd" / "ground_truth_x")
+    with pytest.raises(ValueError, match=r"not at step 10"):
+        analyze(run, table_eval=2)

@@ -20,7 +20,14 @@ from rmteacher.cli import main
 from rmteacher.sandbox import SandboxTask
 from rmteacher.study import workers as workers_module
 from rmteacher.study.stages import Stages
-from rmteacher.study.workers import KILL_STAGE_VARIABLE, StageJob, default_workers, run_stages, worker_memory
+from rmteacher.study.workers import (
+    KILL_STAGE_VARIABLE,
+    StageJob,
+    default_workers,
+    run_stages,
+    study_workers,
+    worker_memory,
+)
 
 QUICK = ["study", "--quick", "--no-progress"]
 
@@ -93,11 +100,14 @@ def test_bad_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not (tmp_path / "s").exists()
 
 
-def test_workers_default_to_one_and_zero_means_one_per_core() -> None:
-    from rmteacher.study.stages import StudyConfig
-
-    assert StudyConfig().workers == 1  # measured: two concurrent runs were slower on a 2-vCPU VM
-    assert StudyConfig(workers=0).workers == 0  # resolved by the command (default_workers)
+def test_the_study_default_is_one_worker_per_core_but_one_for_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(workers_module, "_available_memory", lambda: 64 * 2**30)
+    assert study_workers(3, quick=True, policy=None) == (3, "--workers")  # given: as given
+    assert study_workers(None, quick=True, policy=None) == (1, "--quick's default")  # start-up > its 2-s runs
+    assert study_workers(0, quick=True, policy=None)[0] == 2  # 0: the rule, asked for explicitly
+    assert study_workers(None, quick=False, policy=None) == default_workers(None)
+    assert default_workers(None)[0] == 2
 
 
 # ------------------------------------------------------------------------------------------------ end to end

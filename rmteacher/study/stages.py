@@ -11,6 +11,7 @@ what is missing; the independent stages run in worker processes (:mod:`rmteacher
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import shutil
@@ -27,6 +28,7 @@ from rmteacher.threads import CPU_THREADS_HELP
 __all__ = [
     "DEFAULT_TABLE_EVAL",
     "INPUTS",
+    "RAY_MISSING",
     "SANDBOX_SGD_LEARNING_RATE",
     "Sizes",
     "Stages",
@@ -47,6 +49,8 @@ INPUTS = ("policy", "prompts", "eval_prompts", "pairs", "ground_truth")
 #: The evaluation along training that the findings and Table 2 use when --table-eval is not given (README, "Three
 #: sandbox builds": after the first, 10 steps of 60, the ground truth's own increase was within its seed spread).
 DEFAULT_TABLE_EVAL = 2
+#: The error of `--launcher ray` where Ray is not installed (Ray is an optional extra).
+RAY_MISSING = "--launcher ray needs Ray: pip install 'rmteacher[ray]'"
 #: The plain-SGD arm's learning rate on the built-in sandbox: the largest of examples/sgd_sweep.py's grid at which
 #: every seed of the ground truth's own run improved and the seed spread stayed within twice the smallest rate's
 #: (build 0, docs/results/sandbox-study.md, "The theory's setting").
@@ -136,6 +140,18 @@ class StudyConfig:
         "12x the policy's weights of available memory. Default: 0's rule, but 1 with --quick, whose 2-s runs cost "
         "less than a worker's start-up (docs/guides/study.md, Measured)",
     )
+    launcher: Literal["local", "ray"] = option(
+        "local",
+        help="where the independent runs go: local: --workers processes on this machine; ray: tasks on a Ray cluster "
+        "(pip install 'rmteacher[ray]'), each with --cpu-threads CPUs and one GPU where the cluster has GPUs; --out "
+        "must be on a filesystem every node sees, at the same path (docs/guides/study.md)",
+    )
+    ray_address: str | None = option(
+        None,
+        help="the Ray cluster of --launcher ray: auto (the one `ray start` began on this machine), HOST:PORT or "
+        "ray://HOST:10001 (default: Ray's RAY_ADDRESS environment variable, else a new local Ray instance with "
+        "--workers x --cpu-threads CPUs, stopped when the batch ends)",
+    )
     trust_remote_code: bool = option(False, help="allow models' own Python code (e.g. ArmoRM as ground truth)")
     resume: bool = option(False, help="finish an interrupted study: complete stages are kept, the rest is done")
     overwrite: bool = option(False, help="delete what --out holds and start over")
@@ -193,6 +209,13 @@ class StudyConfig:
                     f"and a correlation needs 3: give at least {fewest}",
                 ),
                 (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other; pick one"),
+                (
+                    self.ray_address is None or self.launcher == "ray",
+                    f"--ray-address {self.ray_address!r} is only used with --launcher ray; add it or leave the "
+                    "address out",
+                ),
+                # Checked here, before the run directory exists or any stage runs (find_spec imports nothing).
+                (self.launcher != "ray" or importlib.util.find_spec("ray") is not None, RAY_MISSING),
             ]
         )
 
@@ -304,7 +327,8 @@ def check_run_dir(config: StudyConfig) -> None:
     if not manifest.exists():
         raise ValueError(f"--out {out}: not empty and not a study; pass --overwrite or another --out")
     previous, options = json.loads(manifest.read_text()), _options(config)
-    transient = ("resume", "overwrite", "progress", "workers")  # how, not what: no result depends on them
+    # How, not what: no result depends on them.
+    transient = ("resume", "overwrite", "progress", "workers", "launcher", "ray_address")
     changed = sorted(k for k in options if k not in transient and previous.get(k) != options[k])
     if changed and not config.resume:
         raise ValueError(

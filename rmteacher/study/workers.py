@@ -11,6 +11,14 @@ numbers depend on its seed and on its torch thread count only (:mod:`rmteacher.t
 A worker that dies (killed, e.g. by the out-of-memory killer) breaks the pool: the batch stops with
 ``ChildProcessError``, the stages finished so far keep their ``stage.json``, and ``--resume`` redoes the rest.
 
+With ``--launcher ray`` (:class:`Launcher`) the same jobs go to a Ray cluster instead (Ray, an optional extra, is what
+OpenRLHF and verl use; there is no scheduler of our own): each pending job is a Ray task running the same
+:func:`_run_in_worker`, with ``--cpu-threads`` CPUs and one GPU where the cluster has GPUs. The tasks write into the run
+directory themselves, so it must be on a filesystem every node sees at the same path; after the batch the driver reads
+every stage's ``stage.json`` and says so where one is missing. Without ``--ray-address`` (and ``RAY_ADDRESS``) a local
+Ray instance with ``--workers`` x ``--cpu-threads`` CPUs is started for the batch and stopped after it; a cluster the
+command connected to is only disconnected from.
+
 How many workers by default (:func:`default_workers`): one per usable core (``os.sched_getaffinity``), at most one
 per :func:`worker_memory` bytes of the memory available now (``MemAvailable`` in ``/proc/meminfo``), at least one.
 """
@@ -26,16 +34,22 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm.auto import tqdm
 
-from rmteacher.study.stages import Stages
+from rmteacher.study.stages import RAY_MISSING, Stages
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from rmteacher.study.stages import StudyConfig
 
 __all__ = [
     "BASE_WORKER_MEMORY",
     "KILL_STAGE_VARIABLE",
     "WEIGHTS_MEMORY_FACTOR",
+    "Launcher",
     "StageJob",
     "default_workers",
     "run_stages",
@@ -62,6 +76,22 @@ class StageJob:
     name: str
     inputs: dict[str, Any]
     fn: Callable[[Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """Where :func:`run_stages` runs a batch's jobs: ``local`` (this machine's processes) or ``ray`` (tasks on the Ray
+    cluster at ``ray_address``, None: Ray's ``RAY_ADDRESS``, else a new local instance), ``cpus_per_task`` CPUs each
+    (a run's torch threads)."""
+
+    kind: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    cpus_per_task: int = 1
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> Launcher:
+        """The study's ``--launcher``, ``--ray-address`` and ``--cpu-threads`` (0, torch's default: 1 CPU)."""
+        return cls(config.launcher, config.ray_address, config.cpu_threads or 1)
 
 
 def _policy_weight_bytes(policy: str | None) -> int | None:
@@ -142,21 +172,28 @@ def run_stages(
     workers: int,
     desc: str,
     progress: bool,
+    launcher: Launcher = Launcher(),
 ) -> dict[str, dict[str, Any]]:
-    """Runs the incomplete ``jobs`` (``workers`` at a time, in worker processes when more than one) and returns
-    every job's result by name, as :meth:`Stages.run` returns it. One progress bar counts the batch's jobs.
+    """Runs the incomplete ``jobs`` (``workers`` at a time, in worker processes when more than one; on Ray with
+    ``launcher.kind == "ray"``) and returns every job's result by name, as :meth:`Stages.run` returns it. One
+    progress bar counts the batch's jobs.
 
     Raises:
-        ChildProcessError: a worker process died; the stages it and the others had not finished are redone by
-            ``--resume``.
-        Exception: a job's own error, as it would be raised by a sequential run (the other jobs running then are
-            finished, none is started).
+        ChildProcessError: a worker process (or Ray worker or node) died; the stages it and the others had not
+            finished are redone by ``--resume``.
+        FileNotFoundError: Ray: a task finished but its ``stage.json`` is not in the run directory here (not on a
+            filesystem the nodes share).
+        ValueError: Ray: not installed, or no node has ``launcher.cpus_per_task`` CPUs.
+        Exception: a job's own error, as it would be raised by a sequential run (the process pool finishes the other
+            jobs running then and starts none; Ray cancels them).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
     pending = [job for job in jobs if not stages.complete(job.name, job.inputs)]
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, disable=not progress) as bar:
-        if workers == 1 or len(pending) <= 1:
+        if launcher.kind == "ray" and pending:
+            _run_on_ray(stages, pending, workers, launcher, bar)
+        elif workers == 1 or len(pending) <= 1:
             for job in pending:
                 stages.run(job.name, job.inputs, job.fn)
                 bar.update()
@@ -188,6 +225,97 @@ def _run_in_pool(stages: Stages, jobs: Sequence[StageJob], workers: int, bar: An
                 bar.update()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError(RAY_MISSING) from error
+    return ray
+
+
+def _run_ray_task(cwd: str, root: Path, job: StageJob) -> None:
+    """A Ray task: the worker set-up of the process pool, then the same stage as a sequential run, from the command's
+    working directory where this node has it (a Ray worker starts elsewhere): relative paths in the options, e.g. the
+    default ``--out runs/study``, then name the same files on a shared filesystem as on the head node."""
+    _start_worker()
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    _run_in_worker(root, job)
+
+
+def _run_on_ray(stages: Stages, jobs: Sequence[StageJob], workers: int, launcher: Launcher, bar: Any) -> None:
+    ray = _import_ray()
+    started = not ray.is_initialized()  # a Ray the caller connected to is theirs to shut down
+    if started:
+        quiet: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+        if launcher.ray_address is None and not os.environ.get("RAY_ADDRESS"):
+            # A new local instance: "local" rather than Ray's default, which would join a cluster `ray start` left
+            # running on this machine (--ray-address auto does that on purpose).
+            ray.init(address="local", num_cpus=workers * launcher.cpus_per_task, **quiet)
+        else:
+            ray.init(address=launcher.ray_address, **quiet)
+    try:
+        _run_tasks(ray, stages, jobs, launcher, bar)
+    finally:
+        if started:
+            ray.shutdown()  # stops a local instance we started; only disconnects from a cluster
+    _check_shared(stages, jobs)
+
+
+def _run_tasks(ray: ModuleType, stages: Stages, jobs: Sequence[StageJob], launcher: Launcher, bar: Any) -> None:
+    resources = ray.cluster_resources()
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+    if largest < launcher.cpus_per_task:
+        # Ray would wait forever for a node with that many CPUs.
+        raise ValueError(
+            f"--cpu-threads {launcher.cpus_per_task}: no node of the Ray cluster has that many CPUs (the largest has "
+            f"{largest:g}); lower --cpu-threads"
+        )
+    # One GPU per run where the cluster has GPUs (Ray sets CUDA_VISIBLE_DEVICES for the task); max_retries=0: a run
+    # whose worker died is redone by --resume, as with the process pool, not silently by Ray.
+    task = ray.remote(_run_ray_task).options(
+        num_cpus=launcher.cpus_per_task, num_gpus=1 if resources.get("GPU", 0) > 0 else 0, max_retries=0
+    )
+    refs = {task.remote(os.getcwd(), stages.root.absolute(), job): job for job in jobs}
+    remaining = list(refs)
+    try:
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            try:
+                ray.get(done[0])
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause
+                raise (cause if isinstance(cause, Exception) else error) from error
+            except (
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError,
+                ray.exceptions.LocalRayletDiedError,
+                ray.exceptions.OutOfMemoryError,
+            ) as error:
+                unfinished = sorted(job.name for job in jobs if not stages.complete(job.name, job.inputs))
+                raise ChildProcessError(
+                    f"a Ray worker died while running stage(s) {_names(unfinished)} ({type(error).__name__}: "
+                    "killed, e.g. by the out-of-memory killer, or its node was lost); the "
+                    f"{len(jobs) - len(unfinished)} stage(s) finished so far are kept: rerun the same command with "
+                    "--resume to do the rest"
+                ) from error
+            bar.update()
+    finally:
+        for ref in remaining:  # after an error: the other runs stop (a stage without stage.json is redone)
+            ray.cancel(ref, force=True)
+
+
+def _check_shared(stages: Stages, jobs: Sequence[StageJob]) -> None:
+    """Raises ``FileNotFoundError`` when a job that ran on Ray left no ``stage.json`` that this process sees."""
+    missing = [job.name for job in jobs if not stages.complete(job.name, job.inputs)]
+    if missing:
+        raise FileNotFoundError(
+            f"--launcher ray: stage(s) {_names(missing)} finished on the Ray cluster, but their stage.json is not in "
+            f"{stages.root} here: the run directory (--out) must be on a filesystem every node sees, at the same path "
+            "(e.g. NFS); the stages' results are on the nodes that ran them"
+        )
 
 
 def _finished(future: Future[None]) -> bool:

@@ -2,7 +2,9 @@
 
 The pool on toy stages (results, fingerprints and resumption as sequential; a killed worker fails the batch cleanly
 and keeps the finished stages), the default's rule, and end to end: `study --quick` with 2 workers gives the numbers
-of 1 worker bit for bit, and a study whose worker is killed exits 2 and finishes with --resume.
+of 1 worker bit for bit, and a study whose worker is killed exits 2 and finishes with --resume; with
+`--launcher ray` on a local Ray instance of 2 CPUs, the numbers of the pool bit for bit (the toy stages on Ray are in
+tests/study/test_ray.py).
 """
 
 import functools
@@ -175,3 +177,25 @@ def test_a_study_whose_worker_dies_exits_2_and_resumes(
     monkeypatch.delenv(KILL_STAGE_VARIABLE)
     assert main([*QUICK, "--workers", "2", "--out", str(run), "--resume"]) == 0
     assert numbers(run)["analysis"] == numbers(parallel_study)["analysis"]
+
+
+@pytest.mark.slow
+def test_a_quick_study_on_a_local_ray_instance_gives_the_numbers_of_the_pool(
+    parallel_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ray = pytest.importorskip("ray")
+    on_ray = tmp_path / "run"
+    # --workers 2: a local Ray instance with 2 CPUs, started for each batch and stopped after it.
+    assert main([*QUICK, "--launcher", "ray", "--workers", "2", "--out", str(on_ray)]) == 0
+    assert not ray.is_initialized()
+    expected, got = numbers(parallel_study), numbers(on_ray)
+    assert len(got) >= 20 and got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == expected[key], key  # exact: the analysis, every RL run's records, every stage's result
+    assert json.loads((on_ray / "study.json").read_text())["launcher"] == "ray"
+    # The pool's run resumed with Ray: every stage is complete (the launcher is in no fingerprint), none reruns.
+    pool_run = tmp_path / "pool"
+    shutil.copytree(parallel_study, pool_run)
+    before = {p: p.read_text() for p in pool_run.rglob("stage.json")}
+    assert main([*QUICK, "--launcher", "ray", "--workers", "2", "--out", str(pool_run), "--resume"]) == 0  # --out
+    assert {p: p.read_text() for p in pool_run.rglob("stage.json")} == before  # "seconds" would differ on a rerun

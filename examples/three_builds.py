@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,8 @@ def short(test: dict[str, object]) -> tuple[str, str]:
     claim = str(test["claim"])
     assert isinstance(details, dict)
     number = f"gap {details['gap']:+.3f}" if "gap" in details else f"p = {p:.3g}" if isinstance(p, float) else ""
-    if "best" in details:  # "... the best trained reward model (rm_50, the highest mean of 5)"
-        claim = claim.split(" (")[0]
+    if "best" in details:  # "... the best trained reward model (rm_50, the highest mean of 5)[, under plain SGD ...]"
+        claim = re.sub(r" \([^)]*\)", "", claim, count=1)
         number = f"best {details['best']}, {number}"
     return claim, f"{test['verdict']} ({number})"
 

@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The main job: the paper's Section 4.1 on the built-in sandbox task, report in $(DEMO_OUT)/report.md and .html
-# (~5 min on 2 CPU cores the first time; again, every stage is complete and it only redraws the report).
+# (about 11 min on 2 idle CPU cores the first time, set-up aside; again, every stage is complete and it only redraws
+# the report).
 demo: $(STAMP)
 	$(BIN)/rmteacher study --out $(DEMO_OUT)
 

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,46 @@ def test_the_pool_runs_stages_as_a_sequential_run_would(tmp_path: Path) -> None:
     # Complete stages are skipped: nothing is rerun (their records, pids included, are read back).
     again = run_stages(Stages(tmp_path / "p"), jobs(4), workers=2, desc="toy", progress=False)
     assert again == parallel
+
+
+def wait_for(directory: Path, *, flag: str) -> dict[str, Any]:
+    """A toy stage that finishes once ``flag`` exists (or after 60 s) and says whether it saw it."""
+    for _ in range(600):
+        if Path(flag).exists():
+            return {"saw_flag": True}
+        time.sleep(0.1)
+    return {"saw_flag": False}
+
+
+class FlagBar:
+    """A stand-in for the progress bar: its first update writes ``FLAG``."""
+
+    FLAG: Path
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.n = kwargs.get("initial", 0)
+
+    def __enter__(self) -> "FlagBar":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def update(self) -> None:
+        self.n += 1
+        self.FLAG.touch()
+
+
+def test_the_bar_moves_with_each_finished_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One job waits for the bar to count the other: the batch's bar moves as runs finish, not all at the end."""
+    monkeypatch.setattr(FlagBar, "FLAG", tmp_path / "updated", raising=False)
+    monkeypatch.setattr(workers_module, "tqdm", FlagBar)
+    batch = [
+        StageJob("toy/fast", {"value": 1}, functools.partial(square, value=1)),
+        StageJob("toy/waits", {"flag": 1}, functools.partial(wait_for, flag=str(tmp_path / "updated"))),
+    ]
+    results = run_stages(Stages(tmp_path / "run"), batch, workers=2, desc="toy", progress=False)
+    assert results["toy/waits"]["saw_flag"] is True
 
 
 def test_a_killed_worker_fails_the_batch_and_resume_finishes_it(

@@ -20,16 +20,24 @@ import pytest
 from rmteacher.cli import main
 from rmteacher.study.stages import RAY_MISSING, Stages, StudyConfig, check_run_dir, prepare_run_dir
 from rmteacher.study.workers import KILL_STAGE_VARIABLE, Launcher, StageJob, _check_shared, run_stages
-from tests.study.test_workers import jobs, square
+
+from .test_workers import jobs, square
 
 RAY = Launcher("ray")
 
 
 @pytest.fixture
-def ray() -> Iterator[ModuleType]:
-    """Ray, and no Ray instance left running after the test, whatever happened in it."""
+def ray(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """Ray, and no Ray instance left running after the test, whatever happened in it.
+
+    Ray pickles the toy stages by module name (pytest's: ``study.test_workers`` under rootdir-based imports), and its
+    workers do not share this process's ``sys.path`` (a spawned process pool does): ``PYTHONPATH``, which an instance
+    started afterwards passes to its workers, gets the directory that name is importable from."""
     module = pytest.importorskip("ray")
     assert not module.is_initialized()
+    name = square.__module__
+    root = Path(sys.modules[name].__file__ or "").parents[name.count(".")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     yield module
     if module.is_initialized():
         module.shutdown()

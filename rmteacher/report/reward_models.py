@@ -51,7 +51,7 @@ from rmteacher.significance import (
 )
 from rmteacher.tables import LOW_VARIANCE, TRUTH, write_json_atomic, write_png_atomic, write_text_atomic
 
-__all__ = ["SGD_ARM", "analyze", "best_trained", "findings", "sgd_findings", "write_report"]
+__all__ = ["SGD_ARM", "analyze", "best_trained", "findings", "low_variance_findings", "sgd_findings", "write_report"]
 
 #: The run directory's folder of the plain-SGD arm's runs (``<SGD_ARM>/<model>/seed<k>``), beside ``rl/``.
 SGD_ARM = "rl-sgd"
@@ -161,25 +161,8 @@ def findings(
 
         gap = finding_on_policy_variance_gap(interval("rm_100"), interval("rm_0"))
         under_initial.append(gap if gap.verdict != INCONCLUSIVE else with_power(gap, _variance_gap_power(gap)))
-    out: list[Finding] = []
     gt = {name: np.asarray(v["increase_ground_truth"]) for name, v in per_seed.items()}
-    trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
-    if LOW_VARIANCE in gt and TRUTH in gt:
-        finding = finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH])
-        if finding.verdict == INCONCLUSIVE:
-            low, truth = increase_interval(gt[LOW_VARIANCE]), increase_interval(gt[TRUTH])
-            finding = with_power(finding, welch_seeds_needed(low, truth, effect_name="ground truth minus low-variance"))
-        out.append(finding)
-    if LOW_VARIANCE in gt and trained:
-        finding = finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained)
-        if finding.verdict == INCONCLUSIVE:
-            k = finding.details["bonferroni"]
-            low, best = increase_interval(gt[LOW_VARIANCE]), increase_interval(trained[finding.details["best"]])
-            power = welch_seeds_needed(
-                low, best, alpha=0.05 / k, effect_name="best trained minus low-variance", note=f", x{k} Bonferroni"
-            )
-            finding = with_power(finding, power)
-        out.append(finding)
+    out = low_variance_findings(gt, picked_from_these_runs=True)
     proxies = table[table["reward_model"] != TRUTH]
     names = list(proxies["reward_model"])
     if len(names) >= 3:
@@ -233,25 +216,41 @@ def _sgd_arm(run_dir: Path, step: int) -> dict[str, Any] | None:
     return {"learning_rate": learning_rate, "step": step, "table": rows, "per_seed": per_seed}
 
 
-def sgd_findings(per_seed: dict[str, list[float]], *, step: int, learning_rate: float) -> list[Finding]:
-    """The two low-variance claims of Section 4.1 in the theory's setting (plain SGD, no clipping): the low-variance
-    construction against the ground truth, and against the trained reward model the Adam runs ranked best (picked
-    from other runs, so no Bonferroni factor). Their claims and labels name the arm."""
-    gt = {name: np.asarray(values) for name, values in per_seed.items()}
+def low_variance_findings(gt: dict[str, np.ndarray], *, picked_from_these_runs: bool) -> list[Finding]:
+    """The two low-variance claims on ``gt`` (``[num_seeds]`` ground-truth increases per model), each with its power
+    when inconclusive: against the ground truth, and against the best of the trained models in ``gt`` (x k
+    Bonferroni when ``picked_from_these_runs``, over the k trained models it was picked from). A claim whose models
+    ``gt`` lacks is left out."""
     out: list[Finding] = []
+    trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
     if LOW_VARIANCE in gt and TRUTH in gt:
         finding = finding_low_variance_vs_ground_truth(gt[LOW_VARIANCE], gt[TRUTH])
         if finding.verdict == INCONCLUSIVE:
             low, truth = increase_interval(gt[LOW_VARIANCE]), increase_interval(gt[TRUTH])
             finding = with_power(finding, welch_seeds_needed(low, truth, effect_name="ground truth minus low-variance"))
         out.append(finding)
-    trained = {n: v for n, v in gt.items() if n not in (LOW_VARIANCE, TRUTH)}
     if LOW_VARIANCE in gt and trained:
-        finding = finding_low_variance_vs_best_trained(gt[LOW_VARIANCE], trained, picked_from_these_runs=False)
+        finding = finding_low_variance_vs_best_trained(
+            gt[LOW_VARIANCE], trained, picked_from_these_runs=picked_from_these_runs
+        )
         if finding.verdict == INCONCLUSIVE:
-            low, best = increase_interval(gt[LOW_VARIANCE]), increase_interval(next(iter(trained.values())))
-            finding = with_power(finding, welch_seeds_needed(low, best, effect_name="best trained minus low-variance"))
+            k = finding.details["bonferroni"]
+            low, best = increase_interval(gt[LOW_VARIANCE]), increase_interval(trained[finding.details["best"]])
+            power = welch_seeds_needed(
+                low, best, alpha=0.05 / k, effect_name="best trained minus low-variance",
+                note=f", x{k} Bonferroni" if k > 1 else "",
+            )  # fmt: skip
+            finding = with_power(finding, power)
         out.append(finding)
+    return out
+
+
+def sgd_findings(per_seed: dict[str, list[float]], *, step: int, learning_rate: float) -> list[Finding]:
+    """The two low-variance claims of Section 4.1 in the theory's setting (plain SGD, no clipping): the low-variance
+    construction against the ground truth, and against the trained reward model the Adam runs ranked best (picked
+    from other runs, so no Bonferroni factor). Their claims and labels name the arm."""
+    gt = {name: np.asarray(values) for name, values in per_seed.items()}
+    out = low_variance_findings(gt, picked_from_these_runs=False)
     arm = f"under plain SGD at learning rate {learning_rate:g} without clipping (the theory's setting)"
 
     def named(text: str) -> str:

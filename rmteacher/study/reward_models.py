@@ -22,7 +22,7 @@ import functools
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rmteacher.study.stages import (
     SANDBOX_SGD_LEARNING_RATE,
@@ -168,34 +168,44 @@ def study_reward_models(
         LOW_VARIANCE: f"{TRUTH}={data['ground_truth']}",
         TRUTH: f"{TRUTH}={data['ground_truth']}",
     }
-    runs = [
-        StageJob(
-            f"rl/{name}/seed{seed}",
-            {
-                "evaluate": evaluation["fingerprint"],
-                "teacher": teachers[name],
-                "seed": seed,
-                "steps": sizes.rl_steps,
-                "every": sizes.rl_eval_every,
-                "lr": config.learning_rate,
-                "kl": config.kl_coef,
-                "eval_prompts": sizes.rl_eval_prompts,
-                **dtype_input(config),
-            },
-            functools.partial(
-                rl_run,
-                config,
-                sizes,
-                policy=data["policy"],
-                teacher=teachers[name],
-                ground_truth=data["ground_truth"],
-                prompts=data["prompts"],
-                eval_prompts=data["eval_prompts"],
-                normalization=evaluation["directory"],
-                seed=seed,
-                scaled=name == LOW_VARIANCE,
-            ),
+
+    def rl_job(
+        folder: str, name: str, seed: int, *, steps: int, lr: float, optimizer: Literal["adamw", "sgd"] = "adamw"
+    ) -> StageJob:
+        """One RLOO run of ``teachers[name]`` as a stage; "optimizer" enters the fingerprint only for SGD, so the
+        AdamW runs of studies made before the SGD arm keep theirs."""
+        inputs = {
+            "evaluate": evaluation["fingerprint"],
+            "teacher": teachers[name],
+            "seed": seed,
+            "steps": steps,
+            "every": sizes.rl_eval_every,
+            **({"optimizer": optimizer} if optimizer != "adamw" else {}),
+            "lr": lr,
+            "kl": config.kl_coef,
+            "eval_prompts": sizes.rl_eval_prompts,
+            **dtype_input(config),
+        }
+        run = functools.partial(
+            rl_run,
+            config,
+            sizes,
+            policy=data["policy"],
+            teacher=teachers[name],
+            ground_truth=data["ground_truth"],
+            prompts=data["prompts"],
+            eval_prompts=data["eval_prompts"],
+            normalization=evaluation["directory"],
+            seed=seed,
+            scaled=name == LOW_VARIANCE,
+            steps=steps,
+            optimizer=optimizer,
+            learning_rate=lr,
         )
+        return StageJob(f"{folder}/{name}/seed{seed}", inputs, run)
+
+    runs = [
+        rl_job("rl", name, seed, steps=sizes.rl_steps, lr=config.learning_rate)
         for name in teachers
         for seed in range(sizes.seeds)
     ]
@@ -210,39 +220,8 @@ def study_reward_models(
     if sgd_rate > 0:
         best = best_trained(config.out, list(candidates), table_eval) if candidates else None
         arm = [LOW_VARIANCE, TRUTH, *([best] if best is not None else [])]
-        sgd_steps = sizes.rl_eval_every * table_eval
         sgd_runs = [
-            StageJob(
-                f"{SGD_ARM}/{name}/seed{seed}",
-                {
-                    "evaluate": evaluation["fingerprint"],
-                    "teacher": teachers[name],
-                    "seed": seed,
-                    "steps": sgd_steps,
-                    "every": sizes.rl_eval_every,
-                    "optimizer": "sgd",
-                    "lr": sgd_rate,
-                    "kl": config.kl_coef,
-                    "eval_prompts": sizes.rl_eval_prompts,
-                    **dtype_input(config),
-                },
-                functools.partial(
-                    rl_run,
-                    config,
-                    sizes,
-                    policy=data["policy"],
-                    teacher=teachers[name],
-                    ground_truth=data["ground_truth"],
-                    prompts=data["prompts"],
-                    eval_prompts=data["eval_prompts"],
-                    normalization=evaluation["directory"],
-                    seed=seed,
-                    scaled=name == LOW_VARIANCE,
-                    steps=sgd_steps,
-                    optimizer="sgd",
-                    learning_rate=sgd_rate,
-                ),
-            )
+            rl_job(SGD_ARM, name, seed, steps=sizes.rl_eval_every * table_eval, lr=sgd_rate, optimizer="sgd")
             for name in arm
             for seed in range(sizes.seeds)
         ]

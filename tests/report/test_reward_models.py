@@ -183,7 +183,8 @@ def test_the_sgd_arm_by_hand(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     # The best trained model of the AdamW runs at step 5: ground truth var / 2 + 0.02 on average, rm_c (var 0.5).
     assert best_trained(run, ["rm_a", "rm_b", "rm_c"], 1) == "rm_c"
-    assert "sgd" in analyze(run, table_eval=1) and analyze(run, table_eval=1)["sgd"] is None
+    without = analyze(run, table_eval=1)
+    assert "sgd" in without and without["sgd"] is None
     # Low-variance [0.0, 0.02] against the ground truth [0.05, 0.07]: equal stds 0.01414, Welch t = -0.05 / 0.01414
     # = -3.536 with 2 df, one-sided p = 0.0357; against rm_c [0.01, 0.03]: t = -0.707, p = 0.276.
     add_sgd_arm(run, {"ground_truth_scaled": [0.0, 0.02], "ground_truth": [0.05, 0.07], "rm_c": [0.01, 0.03]})

@@ -240,3 +240,20 @@ def test_a_quick_study_on_a_local_ray_instance_gives_the_numbers_of_the_pool(
     before = {p: p.read_text() for p in pool_run.rglob("stage.json")}
     assert main([*QUICK, "--launcher", "ray", "--workers", "2", "--out", str(pool_run), "--resume"]) == 0  # --out
     assert {p: p.read_text() for p in pool_run.rglob("stage.json")} == before  # "seconds" would differ on a rerun
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sgd-learning-rate", "nan"], "--sgd-learning-rate must be a finite number >= 0 (0: no SGD arm); got nan"),
+        (["--sgd-learning-rate", "-1"], "--sgd-learning-rate must be a finite number >= 0 (0: no SGD arm); got -1.0"),
+        (["--sgd-learning-rate", "1e-3", "--design", "policies"], "--design policies has none"),
+    ],
+)
+def test_bad_sgd_learning_rate(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["study", "--out", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
